@@ -1,0 +1,48 @@
+# sr-ablation: set-up, the study, the book and the tests.
+#   make book                 set up .venv, fetch data, run the sweep, build the book
+#   make test                 set up .venv and run the whole test suite (what CI runs)
+# Options: PROFILE=cpu|smoke|paper  SCALES=2,3,4  MIRROR=../shared/datasets (offline data)
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROFILE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1 && echo paper || echo cpu)
+SCALES ?= 2,3,4
+TASKS ?= 1-11
+MIRROR ?= $(ABLATION_MIRROR)
+MIRROR_FLAG := $(if $(MIRROR),--mirror $(MIRROR),)
+PYTEST_ARGS ?=
+
+.PHONY: venv data sweep book test test-fast lint clean-book
+
+$(BIN)/.installed: pyproject.toml .ci/install-torch.sh
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	bash .ci/install-torch.sh $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[book,dev]"
+	touch $@
+
+venv: $(BIN)/.installed
+
+data: venv
+	$(BIN)/ablation data fetch benchmark $(MIRROR_FLAG)
+	$(BIN)/ablation data fetch 291 $(MIRROR_FLAG)
+
+sweep: data
+	$(BIN)/ablation sweep --tasks $(TASKS) --scales $(SCALES) --profile $(PROFILE)
+
+book: sweep
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	@echo "book: file://$(CURDIR)/_build/html/index.html"
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check ablation tests benchmarks
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,499 @@
+"""The Jupyter Book: its notebooks and table of contents are generated from the task table.
+
+- :func:`write_notebooks` writes ``notebooks/task01.ipynb`` ... ``task11.ipynb`` plus the
+  ``method``, ``results`` and ``conclusion`` pages, clean (no outputs, fixed cell ids), so a
+  regenerated notebook is byte-identical unless :data:`ablation.tasks.TASKS` changed;
+- :func:`toc_yaml` is the book's ``_toc.yml`` (tests check the committed one matches);
+- :func:`pages` lists every executed page the book needs (one per task and scale, plus the
+  three study pages); ``ablation sweep`` executes them into ``book/tasks`` and ``book/pages``;
+- :func:`build` fills pages a sweep hasn't made yet with a "not run yet" page, then runs
+  ``jupyter-book build`` with warnings as errors (offline).
+
+``ablation book`` builds the book; ``ablation book generate`` rewrites notebooks and TOC.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablation.errors import AblationError, ConfigError
+from ablation.tasks import TASKS, Task
+
+STATIC_PAGES = ("intro", "background", "differences")  # book/<name>.md, hand-written prose
+BOOK_FILES = ("_config.yml", "_toc.yml")
+KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+PARAMETER_NAMES = ("profile", "scales", "seeds", "variants", "data_dir", "results_dir", "device",
+                   "iterations", "retrain")
+
+
+def repo_root() -> Path:
+    """The checkout this package runs from (it holds notebooks/, book/, _config.yml)."""
+    return Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dataclass(frozen=True)
+class Page:
+    """One executed page of the book."""
+
+    name: str  # job name: "task01-x2", "results", ...
+    notebook: str  # source notebook in notebooks/
+    rel: str  # path inside the book dir, without suffix: "tasks/task01-x2"
+    title: str
+    task: int | None = None
+    scale: int | None = None
+
+    @property
+    def docname(self) -> str:
+        return f"book/{self.rel}"
+
+    def output(self, book_dir: str | os.PathLike) -> Path:
+        return Path(book_dir) / f"{self.rel}.ipynb"
+
+
+def task_title(task: Task, scale: int | None = None) -> str:
+    at = f" (x{scale})" if scale is not None and len(task.scales) > 1 else ""
+    return f"Task {task.number}{at}: {task.title}"
+
+
+def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None) -> list[Page]:
+    """One page per task and scale the task defines (optionally only some tasks/scales)."""
+    out = []
+    for t in TASKS.values():
+        if tasks is not None and t.number not in tasks:
+            continue
+        for s in t.scales:
+            if scales is None or s in scales:
+                out.append(Page(f"{t.key}-x{s}", f"{t.key}.ipynb", f"tasks/{t.key}-x{s}",
+                                task_title(t, s), t.number, s))
+    return out
+
+
+METHOD = Page("method", "method.ipynb", "pages/method", "Method")
+RESULTS = Page("results", "results.ipynb", "pages/results", "Results")
+CONCLUSION = Page("conclusion", "conclusion.ipynb", "pages/conclusion", "Conclusion")
+STUDY_PAGES = (METHOD, RESULTS, CONCLUSION)
+
+
+def pages() -> list[Page]:
+    return [*task_pages(), *STUDY_PAGES]
+
+
+# --------------------------------------------------------------------------- notebooks
+
+
+def _cell(kind: str, source: str, cell_id: str, tags: tuple[str, ...] = ()):
+    import nbformat
+
+    make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
+    cell = make(source.strip("\n"), id=cell_id)
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def _notebook(name: str, cells: list[tuple]) -> dict:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": dict(KERNELSPEC),
+                   "language_info": {"name": "python"},
+                   "sr_ablation": {"generated_by": "ablation.book.write_notebooks"}}
+    nb.cells = [_cell(kind, src, f"{name}-{i:02d}", tuple(tags))
+                for i, (kind, src, *tags) in enumerate(cells)]
+    return nb
+
+
+def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
+    """The ``parameters`` cell: plain values, one per notebook parameter (papermill's -p)."""
+    lines = [
+        'profile = "cpu"  # smoke | cpu | paper: ablation.config.PROFILES',
+        f"scales = {list(scales)}  # upscaling factors to run",
+        "seeds = [0]  # several seeds give mean ± std and the seed-noise band",
+    ]
+    if variants:
+        lines.append("variants = []  # variant names of this task; empty = all")
+    lines += [
+        "data_dir = None  # None: $ABLATION_DATA or ./data",
+        "results_dir = None  # None: $ABLATION_RESULTS or ./results",
+        'device = "auto"  # auto | cpu | cuda | cuda:N',
+        "iterations = None  # None: the profile's default",
+        "retrain = False  # True: retrain even if a finished run with this config exists",
+    ]
+    return "\n".join(lines)
+
+
+def _task_intro(t: Task) -> str:
+    if t.compare_to:
+        against = ", ".join(f"*{TASKS[bt].variant(bv).label}* (task {bt})"
+                            for bt, bv in t.compare_to)
+    else:
+        against = "the bicubic baseline"
+    variants = "\n".join(
+        f"- `{v.name}`: {v.label}" + (f" ({v.note})" if v.note else "")
+        + ("" if v.cpu else "; run under the paper profile only") for v in t.variants)
+    scales = ", ".join(f"x{s}" for s in t.scales)
+    return f"""
+# {task_title(t)}
+
+**Question.** {t.question}
+
+Variants of this task (each differs from what it is compared with in this one factor):
+
+{variants}
+
+Compared with {against}; the bicubic reference is shown in every table. Scales: {scales}.
+The numbers below are read from the results folder of the profile named in the parameters
+cell; the sweep (`ablation sweep --tasks {t.number}`) runs this notebook once per scale.
+"""
+
+
+def task_notebook(t: Task) -> dict:
+    """The notebook of one task: question, parameters, one call per section."""
+    args = ("profile=profile, scales=scales, seeds=seeds, variants=variants,\n"
+            "                       data_dir=data_dir, results_dir=results_dir, device=device,\n"
+            "                       iterations=iterations, retrain=retrain")
+    return _notebook(t.key, [
+        ("markdown", _task_intro(t)),
+        ("code", parameters_source(t.scales), "parameters"),
+        ("markdown", "## Runs\n\nEvery run this page needs, trained now or reused from the "
+                     "results folder (same configuration hash)."),
+        ("code", f"from ablation import report\n\nruns = report.run_task({t.number}, {args})\n"
+                 "runs", "hide-input"),
+        ("markdown", "## Results"),
+        ("code", "report.results_table(runs)", "hide-input"),
+        ("markdown", "## Training curves"),
+        ("code", "report.training_curves(runs)", "hide-input"),
+        ("markdown", "## Visual comparison"),
+        ("code", "report.visual_comparison(runs)", "hide-input"),
+        ("markdown", "## Conclusion"),
+        ("code", "report.conclusion(runs)", "hide-input"),
+    ])
+
+
+RESULTS_INTRO = """
+# Results
+
+Every variant of the study at every scale it defines, on the four benchmark sets, beside the
+original study's README numbers and published reference results. The reference models of this
+study (bicubic and EDSR-baseline) are run here with the same pipeline as the tasks.
+"""
+
+METHOD_INTRO = """
+# Method
+
+## Data
+
+Training uses the **291** images (T91 plus the 200 BSDS300 training images) under the `cpu`
+profile, and **DIV2K** (images 0001-0800) under the `paper` profile, the original study's
+training set. A few training images are held out for validation, which only draws the
+curves: no test set is ever used to choose a checkpoint, and every run is scored with its
+final weights. The benchmark sets (Set5, Set14, B100, Urban100) are used for testing only.
+
+## Degradation
+
+Low-resolution inputs are made from the HR images with MATLAB-style bicubic downsampling
+(antialiased cubic kernel, `a = -0.5`) and rounded to 8 bits, the degradation of the published
+benchmark tables. Blur and noise are off: the original README mentions them, but its code did
+not apply them.
+
+## Profiles
+
+A profile is a named set of training settings; every notebook parameter can override a field.
+The table is read from `ablation.config.PROFILES` when the page is built:
+"""
+
+METHOD_AFTER = """
+The `smoke` profile only proves that the pipeline runs end to end; its numbers are never
+findings. The `cpu` profile is the budget of this book on a two-core machine: a short
+one-cycle schedule (warm-up, then cosine decay) with a higher peak learning rate than the
+paper recipe, which a short run needs. The `paper` profile is the original recipe for GPUs.
+
+## Controls
+
+- Each task changes one factor against the run it is compared with (the table of contents
+  names it); everything else (data, iterations, patch size, seed) is shared.
+- Runs are identified by a hash of every setting that changes the numbers, so a finished run
+  is reused, never silently mixed with a run of another configuration.
+- With several seeds, tables show mean ± standard deviation, and a difference counts as a
+  finding only when it exceeds twice the standard deviation of the task-4 baseline over seeds
+  (the seed-noise band). With one seed the band is unknown, and the pages say so.
+- Evaluation follows the standard protocol (see *Background*): PSNR and SSIM on Y, `scale`
+  border pixels shaved, outputs rounded to 8 bits.
+"""
+
+CONCLUSION_INTRO = """
+# Conclusion
+
+What the results folder supports, computed when this page is built: for each task, which model
+wins on each set and by how much it differs from the run it is compared with, judged against
+the seed-noise band. A difference inside the band, or with an unknown band, is not a finding.
+"""
+
+
+def study_notebook(page: Page) -> dict:
+    """The method, results or conclusion notebook."""
+    ref_scales = (2, 3, 4)
+    params_plain = "\n".join(line for line in parameters_source(ref_scales, False).splitlines())
+    if page == METHOD:
+        return _notebook("method", [
+            ("markdown", METHOD_INTRO),
+            ("code", 'profile = "cpu"  # the profile whose numbers this book shows',
+             "parameters"),
+            ("code", "from ablation import report\n\nreport.method_profiles(profile)",
+             "hide-input"),
+            ("markdown", METHOD_AFTER),
+        ])
+    if page == RESULTS:
+        return _notebook("results", [
+            ("markdown", RESULTS_INTRO),
+            ("code", params_plain, "parameters"),
+            ("markdown", "## Reference runs"),
+            ("code", "from ablation import report\n\n"
+                     "refs = report.run_references(profile, scales=scales, seeds=seeds, "
+                     "data_dir=data_dir,\n"
+                     "                             results_dir=results_dir, device=device, "
+                     "iterations=iterations,\n"
+                     "                             retrain=retrain)\nrefs", "hide-input"),
+            ("markdown", "## Every run of the study"),
+            ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input"),
+            ("markdown", "## Cost against quality"),
+            ("code", "report.cost_figure(profile, results_dir, scale=scales[0], seeds=seeds)",
+             "hide-input"),
+        ])
+    return _notebook("conclusion", [
+        ("markdown", CONCLUSION_INTRO),
+        ("code", 'profile = "cpu"  # smoke | cpu | paper\n'
+                 "scales = [2, 3, 4]  # scales to conclude on\n"
+                 "seeds = [0]  # seeds to average\n"
+                 "results_dir = None  # None: $ABLATION_RESULTS or ./results", "parameters"),
+        ("code", "from ablation import report\n\n"
+                 "report.study_conclusion(profile, results_dir, scales, seeds)", "hide-input"),
+    ])
+
+
+def notebooks() -> dict[str, dict]:
+    """File name -> notebook, for every source notebook of the book."""
+    out = {f"{t.key}.ipynb": task_notebook(t) for t in TASKS.values()}
+    out.update({p.notebook: study_notebook(p) for p in STUDY_PAGES})
+    return out
+
+
+def notebook_text(nb: dict) -> str:
+    import nbformat
+
+    return nbformat.writes(nb) + "\n"
+
+
+def write_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
+    """Write every source notebook (clean) into ``folder`` (default: the repo's notebooks/);
+    returns the files that changed."""
+    from ablation.images import atomic_write_text
+
+    folder = Path(folder) if folder is not None else repo_root() / "notebooks"
+    changed = []
+    for name, nb in notebooks().items():
+        path = folder / name
+        text = notebook_text(nb)
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            atomic_write_text(path, text)
+            changed.append(path)
+    return changed
+
+
+def notebooks_dir() -> Path:
+    return repo_root() / "notebooks"
+
+
+def source_notebook(page: Page, folder: str | os.PathLike | None = None):
+    """The page's source notebook: the file in ``folder`` (default notebooks/) if it exists,
+    else generated from the task table."""
+    import nbformat
+
+    path = Path(folder or notebooks_dir()) / page.notebook
+    if path.exists():
+        return nbformat.read(path, as_version=4)
+    if folder is not None:
+        raise ConfigError(f"{path}: notebook not found; run `ablation book generate` or give "
+                          "the folder that holds it")
+    return nbformat.from_dict(notebooks()[page.notebook])
+
+
+# --------------------------------------------------------------------------- table of contents
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def toc_yaml() -> str:
+    """The book's ``_toc.yml``: intro, background and method, one page per task and scale,
+    then results, differences and conclusion."""
+    lines = [
+        "# Generated by `ablation book generate` from ablation.tasks.TASKS: do not edit by hand.",
+        "format: jb-book",
+        "root: book/intro",
+        "parts:",
+        "  - caption: The study",
+        "    chapters:",
+        "      - file: book/background",
+        f"      - file: {METHOD.docname}",
+        "  - caption: Tasks",
+        "    chapters:",
+    ]
+    for p in task_pages():
+        lines += [f"      - file: {p.docname}", f"        title: {_q(p.title)}"]
+    lines += [
+        "  - caption: Findings",
+        "    chapters:",
+        f"      - file: {RESULTS.docname}",
+        "      - file: book/differences",
+        f"      - file: {CONCLUSION.docname}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_toc(path: str | os.PathLike | None = None) -> bool:
+    """Write ``_toc.yml`` (default: the repo root); True if it changed."""
+    from ablation.images import atomic_write_text
+
+    path = Path(path) if path is not None else repo_root() / "_toc.yml"
+    text = toc_yaml()
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+# --------------------------------------------------------------------------- building
+
+
+def placeholder_notebook(page: Page, reason: str | None = None) -> dict:
+    """A page for a notebook the sweep hasn't executed (or couldn't)."""
+    if page.task is not None:
+        cmd = f"ablation sweep --tasks {page.task} --scales {page.scale} --profile cpu"
+    else:
+        cmd = "ablation sweep --tasks 1-11 --profile cpu"
+    text = reason or "This page has not been computed yet."
+    nb = _notebook(f"placeholder-{page.name}", [
+        ("markdown", f"# {page.title}\n\n```{{note}}\n{text} Run `{cmd}`, then rebuild the "
+                     "book with `ablation book`.\n```"),
+    ])
+    nb["metadata"]["sr_ablation"] = {"placeholder": True}
+    return nb
+
+
+def ensure_placeholders(book_dir: str | os.PathLike) -> list[Path]:
+    """Write a placeholder for every page of the TOC that has no executed notebook."""
+    from ablation.images import atomic_write_text
+
+    written = []
+    for page in pages():
+        out = page.output(book_dir)
+        if not out.exists():
+            atomic_write_text(out, notebook_text(placeholder_notebook(page)))
+            written.append(out)
+    return written
+
+
+def stage(root: Path) -> None:
+    """Copy the book's config, TOC and hand-written pages into ``root`` (if it isn't the repo)."""
+    src = repo_root()
+    if root.resolve() == src.resolve():
+        return
+    missing = [f for f in BOOK_FILES if not (src / f).exists()]
+    if missing:
+        raise ConfigError(f"{src / missing[0]}: book sources not found; build from a checkout "
+                          "of the project")
+    root.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_FILES:
+        shutil.copy2(src / name, root / name)
+    (root / "book").mkdir(exist_ok=True)
+    for name in STATIC_PAGES:
+        shutil.copy2(src / "book" / f"{name}.md", root / "book" / f"{name}.md")
+
+
+def jupyter_book_command() -> list[str]:
+    exe = Path(sys.executable).with_name("jupyter-book")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("jupyter-book")
+    if not found:
+        raise ConfigError("jupyter-book not found; install the book extra: "
+                          "pip install -e '.[book]'")
+    return [found]
+
+
+def build(book_dir: str | os.PathLike = "book", output: str | os.PathLike | None = None,
+          strict: bool = True, quiet: bool = True) -> Path:
+    """Build the HTML book from ``book_dir`` (whose parent is the book root); returns the
+    folder holding ``index.html``. Raises AblationError with the build's last lines on failure.
+    """
+    book_dir = Path(book_dir).resolve()
+    if book_dir.name != "book":
+        raise ConfigError(f"{book_dir}: the book folder must be named 'book' (the table of "
+                          "contents lists book/...); pass e.g. --book-dir /tmp/site/book")
+    root = book_dir.parent
+    stage(root)
+    ensure_placeholders(book_dir)
+    out = Path(output).resolve() if output else book_dir
+    cmd = [*jupyter_book_command(), "build", str(root), "--path-output", str(out),
+           "--builder", "html"]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    proc = subprocess.run(cmd, capture_output=quiet, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join(((proc.stdout or "") + (proc.stderr or "")).splitlines()[-25:])
+        raise AblationError(f"jupyter-book build failed (exit {proc.returncode}); last lines:"
+                            f"\n{tail}")
+    return out / "_build" / "html"
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """``ablation book [build|generate]``."""
+    p = subparsers.add_parser(
+        "book", help="build the Jupyter Book (or regenerate its notebooks and TOC)",
+        description="build: fill pages not yet swept with placeholders and run jupyter-book "
+                    "(offline, warnings are errors). generate: rewrite notebooks/*.ipynb and "
+                    "_toc.yml from the task table.")
+    p.add_argument("action", nargs="?", choices=("build", "generate"), default="build")
+    p.add_argument("--book-dir", default="book",
+                   help="the book folder the sweep wrote into (default: book)")
+    p.add_argument("--output", default=None,
+                   help="where _build/html goes (default: inside the book folder)")
+    p.add_argument("--no-strict", action="store_true", help="don't treat warnings as errors")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    if args.action == "generate":
+        changed = write_notebooks()
+        toc = write_toc()
+        print(f"notebooks: {len(changed)} changed; _toc.yml: {'changed' if toc else 'same'}")
+        return 0
+    html_dir = build(args.book_dir, args.output, strict=not args.no_strict)
+    print(f"book: {html_dir / 'index.html'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ablation")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["book", *(argv or [])])
+    try:
+        return int(args.func(args) or 0)
+    except AblationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

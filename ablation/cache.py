@@ -1,0 +1,177 @@
+"""Decoded training images: one flat uint8 buffer per (image set, scale), memory-mappable.
+
+Training never decodes a PNG in its hot loop. For a list of HR files and a scale we store:
+
+    <data>/cache/<label>-x<scale>-<key>/hr.npy   all HR images (modcropped), HWC, concatenated
+                                        lr.npy   their MATLAB-bicubic LR (rounded to uint8),
+                                                 or the official LR files when present
+                                        index.json  names, shapes, offsets, digests
+
+``key`` hashes the file list with sizes and mtimes (a changed source file gives a new cache);
+the buffers' BLAKE2 digests are checked on load (a corrupted cache is rebuilt). Gray training
+images are replicated to RGB here (the nets are 3-channel).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ablation.degradation import bicubic_down, quantize
+from ablation.errors import DataError
+from ablation.images import read_image
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class DecodedSet:
+    """Flat buffers plus per-image geometry. ``hr[off:off+h*w*3]`` is image i, HWC."""
+
+    hr: np.ndarray  # (N_hr,) uint8
+    lr: np.ndarray  # (N_lr,) uint8
+    names: list[str]
+    hr_shapes: np.ndarray  # (n, 2) int64 (H, W)
+    hr_offsets: np.ndarray  # (n,) int64
+    lr_offsets: np.ndarray  # (n,) int64
+    scale: int
+    fingerprint: str
+
+    @property
+    def lr_shapes(self) -> np.ndarray:
+        return self.hr_shapes // self.scale
+
+    def hr_image(self, i: int) -> np.ndarray:
+        h, w = self.hr_shapes[i]
+        o = self.hr_offsets[i]
+        return self.hr[o:o + h * w * 3].reshape(h, w, 3)
+
+    def lr_image(self, i: int) -> np.ndarray:
+        h, w = self.lr_shapes[i]
+        o = self.lr_offsets[i]
+        return self.lr[o:o + h * w * 3].reshape(h, w, 3)
+
+
+def _key(files: list[Path], scale: int) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION} x{scale}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.blake2b(memoryview(np.ascontiguousarray(arr)), digest_size=16).hexdigest()
+
+
+def _official_lr(hr_file: Path, scale: int) -> Path | None:
+    """DIV2K's official LR: DIV2K_train_HR/0001.png -> DIV2K_train_LR_bicubic/X2/0001x2.png."""
+    parent = hr_file.parent
+    if not parent.name.endswith("_HR"):
+        return None
+    lr_dir = parent.parent / parent.name.replace("_HR", "_LR_bicubic") / f"X{scale}"
+    cand = lr_dir / f"{hr_file.stem}x{scale}.png"
+    return cand if cand.exists() else None
+
+
+def _decode(files: list[Path], scale: int, min_lr: int):
+    hr_parts, lr_parts, shapes = [], [], []
+    for f in files:
+        img = read_image(f)
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        h, w = img.shape[0] - img.shape[0] % scale, img.shape[1] - img.shape[1] % scale
+        if h // scale < min_lr or w // scale < min_lr:
+            raise DataError(
+                f"{f}: image {img.shape[1]}x{img.shape[0]} is smaller than the HR patch "
+                f"{min_lr * scale}x{min_lr * scale}; remove it or lower lr_patch"
+            )
+        hr = np.ascontiguousarray(img[:h, :w])
+        official = _official_lr(f, scale)
+        if official is not None:
+            lr = read_image(official)
+        else:
+            t = torch.from_numpy(hr.copy()).permute(2, 0, 1).to(torch.float64)
+            lr = quantize(bicubic_down(t, scale)).to(torch.uint8).permute(1, 2, 0).numpy()
+        if lr.shape[:2] != (h // scale, w // scale):
+            raise DataError(f"{official}: LR size {lr.shape[:2]} doesn't match HR {hr.shape[:2]}"
+                            f" / {scale}; delete the LR folder and refetch")
+        hr_parts.append(hr.reshape(-1))
+        lr_parts.append(np.ascontiguousarray(lr).reshape(-1))
+        shapes.append((h, w))
+    return hr_parts, lr_parts, np.array(shapes, dtype=np.int64).reshape(-1, 2)
+
+
+def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "train",
+                 min_lr_size: int = 1, fingerprint: str = "") -> DecodedSet:
+    """Decode ``files`` once into a cache under ``cache_root`` and return the buffers.
+
+    Reuses a valid cache; rebuilds it if missing, stale or corrupt. ``min_lr_size`` rejects
+    images too small for the training patch (one-line error naming the file).
+    """
+    if not files:
+        raise DataError(f"{label}: no training images; fetch a training set first")
+    files = [Path(f) for f in files]
+    folder = Path(cache_root) / f"{label}-x{scale}-{_key(files, scale)}"
+    ds = _try_load(folder, scale, fingerprint)
+    if ds is not None:
+        _check_sizes(ds, files, min_lr_size)
+        return ds
+    hr_parts, lr_parts, shapes = _decode(files, scale, min_lr_size)
+    hr = np.concatenate(hr_parts)
+    lr = np.concatenate(lr_parts)
+    hr_off = np.concatenate([[0], np.cumsum([p.size for p in hr_parts])[:-1]]).astype(np.int64)
+    lr_off = np.concatenate([[0], np.cumsum([p.size for p in lr_parts])[:-1]]).astype(np.int64)
+    index = dict(version=CACHE_VERSION, scale=scale, names=[str(f) for f in files],
+                 hr_shapes=shapes.tolist(), hr_offsets=hr_off.tolist(),
+                 lr_offsets=lr_off.tolist(), hr_digest=_digest(hr), lr_digest=_digest(lr))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        np.save(tmp / "hr.npy", hr)
+        np.save(tmp / "lr.npy", lr)
+        (tmp / "index.json").write_text(json.dumps(index))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in folder.parent.glob(f"{label}-x{scale}-*"):  # drop stale caches of this set
+        if old != folder and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
+    return DecodedSet(hr, lr, [str(f) for f in files], shapes, hr_off, lr_off, scale,
+                      fingerprint)
+
+
+def _try_load(folder: Path, scale: int, fingerprint: str) -> DecodedSet | None:
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        if index.get("version") != CACHE_VERSION or index.get("scale") != scale:
+            return None
+        hr = np.load(folder / "hr.npy", mmap_mode="r")
+        lr = np.load(folder / "lr.npy", mmap_mode="r")
+        if _digest(hr) != index["hr_digest"] or _digest(lr) != index["lr_digest"]:
+            return None
+        return DecodedSet(np.array(hr), np.array(lr), index["names"],
+                          np.array(index["hr_shapes"], dtype=np.int64).reshape(-1, 2),
+                          np.array(index["hr_offsets"], dtype=np.int64),
+                          np.array(index["lr_offsets"], dtype=np.int64), scale, fingerprint)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def _check_sizes(ds: DecodedSet, files: list[Path], min_lr: int) -> None:
+    small = np.nonzero((ds.lr_shapes < min_lr).any(axis=1))[0]
+    if small.size:
+        i = int(small[0])
+        h, w = ds.hr_shapes[i]
+        raise DataError(f"{files[i]}: image {w}x{h} is smaller than the HR patch "
+                        f"{min_lr * ds.scale}x{min_lr * ds.scale}; remove it or lower lr_patch")

@@ -1,0 +1,95 @@
+"""Checkpoints that carry their architecture, so they can't be evaluated with the wrong one.
+
+A checkpoint is a dict saved with ``torch.save``: plain containers, tensors and strings only,
+so it loads with ``torch.load(weights_only=True)`` (no pickled code runs). It holds:
+
+    format, spec (ModelSpec dict), scale, model (state_dict), and optionally
+    optimizer / scheduler / rng / iteration (training state), config, data_fingerprint,
+    code_version, variant ("task4/baseline").
+
+:func:`load_model` rebuilds the network from the stored spec and loads weights strictly:
+the original study lost two rows to ``strict=False`` with an edited model file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import torch
+
+from ablation import __version__
+from ablation.errors import CheckpointError
+from ablation.images import atomic_write_bytes
+from ablation.models import ModelSpec, SRNet, build_model
+
+FORMAT = "sr-ablation-checkpoint-v1"
+
+
+def save_checkpoint(path: str | os.PathLike, model: SRNet, **extra) -> None:
+    """Atomically write ``model``'s weights, spec and scale plus any JSON-like ``extra``."""
+    state = {
+        "format": FORMAT,
+        "spec": model.spec.to_dict(),
+        "scale": model.scale,
+        "model": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
+        "code_version": __version__,
+        **extra,
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside DDP / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``) and check its format."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found; train it first or check the path")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt zip, truncated file, or a pickle with code in it
+        kind = "unsafe pickle (contains code)" if "weights_only" in str(exc) \
+            or "Unsupported global" in str(exc) else "corrupt or truncated"
+        raise CheckpointError(
+            f"{path}: refusing to load: {kind}; delete it and retrain or re-download it"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not an sr-ablation checkpoint (no spec inside); only checkpoints written "
+            "by `ablation train` can be evaluated"
+        )
+    return state
+
+
+def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
+               expect_scale: int | None = None) -> tuple[SRNet, dict]:
+    """Rebuild the network from the checkpoint's own spec and load its weights strictly.
+
+    ``expect_spec`` / ``expect_scale`` (e.g. from a task variant) must match the stored ones.
+    Returns ``(model in eval mode on CPU, checkpoint dict)``.
+    """
+    state = read_checkpoint(path)
+    spec = ModelSpec.from_dict(state["spec"])
+    scale = int(state["scale"])
+    if expect_spec is not None and expect_spec != spec:
+        raise CheckpointError(f"{path}: checkpoint architecture {spec} differs from the "
+                              f"requested {expect_spec}; evaluate it with its own spec")
+    if expect_scale is not None and expect_scale != scale:
+        raise CheckpointError(f"{path}: checkpoint is for x{scale}, not x{expect_scale}; "
+                              "pick the checkpoint trained at that scale")
+    model = build_model(spec, scale)
+    try:
+        model.load_state_dict(state["model"], strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(f"{path}: weights don't fit the stored spec ({first}); the file is "
+                              "damaged: retrain it") from None
+    return model.eval(), state

@@ -1,0 +1,121 @@
+"""Training configuration: one frozen dataclass and three named profiles.
+
+A profile is a named set of defaults; every field can be overridden per run (papermill passes
+plain values, so every field is a JSON-friendly scalar or tuple). ``config_hash`` covers only
+the fields that change the numbers, so a run reused on another machine or device still matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields, replace
+
+from ablation.errors import ConfigError, check_choice
+
+BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run apart from the architecture and the scale."""
+
+    profile: str = "cpu"
+    iterations: int = 1500
+    batch_size: int = 16
+    lr_patch: int = 32  # LR patch side; the HR patch is lr_patch * scale
+    learning_rate: float = 2e-3  # peak learning rate
+    schedule: str = "onecycle"  # "onecycle" (warm-up + cosine) or "step" (halve at step_at)
+    warmup: float = 0.15  # one-cycle: fraction of iterations spent warming up
+    step_at: float = 2 / 3  # step: fraction of iterations after which the rate is halved
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    train_set: str = "291"  # "291", "t91", "bsds200", "div2k", or a folder of images
+    val_images: int = 10  # held out from the training set (DIV2K: 0801-0810)
+    blur_sigma: float = 0.0  # the original README's "simplified degradation"; 0 = protocol
+    noise_sigma: float = 0.0
+    pixel_weight: float = 0.0  # perceptual loss: weight of an added L1 pixel term
+    perceptual_backbone: str = "vgg19"
+    seed: int = 0
+    eval_sets: tuple[str, ...] = BENCHMARKS
+    # --- below: how to run, not what to compute (excluded from the config hash) ---
+    device: str = "auto"
+    amp: str = "auto"  # auto: bf16 on GPUs that have it, else fp16; always off on CPU
+    compile: bool = False
+    channels_last: bool = True
+    val_every: int = 250
+    checkpoint_every: int = 250
+    log_every: int = 25
+    progress: bool = True
+
+    def __post_init__(self):
+        check_choice("profile", self.profile, PROFILE_NAMES)
+        check_choice("schedule", self.schedule, ("onecycle", "step"))
+        check_choice("amp", self.amp, ("auto", "bf16", "fp16", "off"))
+        for name in ("iterations", "batch_size", "lr_patch", "val_every", "checkpoint_every",
+                     "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.blur_sigma < 0 or self.noise_sigma < 0:
+            raise ConfigError("blur_sigma and noise_sigma must be >= 0")
+        for s in self.eval_sets:
+            if not isinstance(s, str) or not s:
+                raise ConfigError(f"eval_sets must be set names or folders, got {self.eval_sets}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last", "val_every", "checkpoint_every",
+                  "log_every", "progress")
+
+PROFILE_NAMES = ("smoke", "cpu", "paper")
+PROFILES: dict[str, dict] = {
+    # seconds per run: proves the pipeline, never shown as findings
+    "smoke": dict(iterations=12, batch_size=4, lr_patch=16, learning_rate=1e-3, train_set="t91",
+                  val_images=2, eval_sets=("Set5",), val_every=6, checkpoint_every=6,
+                  log_every=3),
+    # the budget that runs on 2 CPU cores (see the book's method page for the reasoning)
+    "cpu": dict(),
+    # the original recipe, for GPUs: DIV2K, 300k iterations, 1e-4 halved at 200k
+    "paper": dict(iterations=300_000, batch_size=16, lr_patch=48, learning_rate=1e-4,
+                  schedule="step", step_at=2 / 3, train_set="div2k", val_images=10,
+                  val_every=5000, checkpoint_every=5000, log_every=100),
+}
+
+
+def _coerce(name: str, value):
+    """Papermill and the CLI pass plain values: lists become tuples, '1,2' strings split."""
+    if name in ("eval_sets",) and isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if name == "adam_betas" and isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def make_config(profile: str = "cpu", **overrides) -> TrainConfig:
+    """The profile's defaults with ``overrides`` applied; unknown names list the valid ones.
+
+    ``None`` values mean "use the profile default" (convenient for notebook parameters).
+    """
+    check_choice("profile", profile, PROFILE_NAMES)
+    valid = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ConfigError(f"unknown training parameter(s) {unknown}; valid: {sorted(valid)}")
+    values = {**PROFILES[profile], **{k: _coerce(k, v) for k, v in overrides.items()
+                                      if v is not None}}
+    return replace(TrainConfig(profile=profile), **values)
+
+
+def config_hash(config: TrainConfig, **extra) -> str:
+    """A short digest of the fields that change the results (plus ``extra``: spec, scale,
+    loss, data fingerprint)."""
+    d = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
+    d.update(extra)
+    blob = json.dumps(d, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

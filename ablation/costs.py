@@ -1,0 +1,56 @@
+"""Cost accounting for every variant: parameters, FLOPs and measured CPU latency.
+
+FLOPs are 2 x multiply-accumulates of the convolutions (closed form in
+:func:`ablation.models.macs_per_output_pixel`), per HR output pixel and for a 1280x720 output.
+Latency is measured, not modelled: one forward pass on this machine's CPU for a small
+``LATENCY_FRAME`` output (keeps ``ablation tasks`` fast), median of a few runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pandas as pd
+import torch
+
+from ablation.models import build_model, count_params, flops_per_output_pixel
+from ablation.tasks import all_variants
+
+FRAME_720P = (1280, 720)
+LATENCY_FRAME = (320, 180)  # output width, height for the latency column
+
+
+@torch.inference_mode()
+def cpu_latency_ms(model: torch.nn.Module, scale: int, frame=LATENCY_FRAME,
+                   repeats: int = 2) -> float:
+    """Median wall time (ms) of one forward pass producing a ``frame`` (W, H) output."""
+    w, h = frame
+    x = torch.rand(1, 3, h // scale, w // scale) * 255
+    model = model.eval().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    model(x)  # warm-up (allocations, oneDNN primitive creation)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model(x)
+        times.append(time.perf_counter() - t0)
+    return 1000.0 * statistics.median(times)
+
+
+def cost_table(latency: bool = True) -> pd.DataFrame:
+    """One row per (task, variant, scale) with params, FLOPs and optionally CPU latency."""
+    rows = []
+    for task, variant, scale in all_variants(include_reference=True):
+        fpp = flops_per_output_pixel(variant.spec, scale)
+        row = dict(task=task.number, variant=variant.name, scale=scale,
+                   params=count_params(variant.spec, scale), flops_per_pixel=fpp,
+                   gflops_1280x720=fpp * FRAME_720P[0] * FRAME_720P[1] / 1e9,
+                   n_convs=variant.spec.n_convs, loss=variant.loss,
+                   spec=variant.spec.to_dict())
+        if latency:
+            torch.manual_seed(0)
+            row[f"cpu_ms_{LATENCY_FRAME[0]}x{LATENCY_FRAME[1]}"] = cpu_latency_ms(
+                build_model(variant.spec, scale), scale)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,431 @@
+"""Named datasets: fetch (online or from a local mirror), verify, and list their images.
+
+Canonical layout under the data dir (``--data-dir`` / ``$ABLATION_DATA`` / ``./data``)::
+
+    benchmark/{Set5,Set14,B100,Urban100}/HR/*.png     MANIFEST: benchmark/SHA256SUMS
+    train/T91/*.png  train/BSDS200/*.png               MANIFEST: train/<set>/SHA256SUMS
+    DIV2K/DIV2K_train_HR/0001.png ... DIV2K_valid_HR/0801.png ...
+    DIV2K/DIV2K_train_LR_bicubic/X2/0001x2.png ...    (optional official LR)
+    cache/                                             decoded-image caches (see cache.py)
+
+Every fetched dataset gets a ``SHA256SUMS`` manifest; :func:`dataset_files` checks the files
+against it, so a partly deleted dataset is detected instead of silently trained on a subset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablation import paths
+from ablation.errors import DataError, check_choice
+from ablation.images import IMAGE_SUFFIXES, list_images
+
+BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
+MANIFEST = "SHA256SUMS"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One downloadable archive: official URL first, fallbacks after it."""
+
+    url: str
+    known_hash: str | None  # "sha256:..." / "md5:..." as pooch expects, None if unpublished
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: where it lives under the data dir and where it comes from."""
+
+    name: str
+    subdir: str  # relative to the data dir
+    mirror_subdir: str  # relative to a mirror root laid out like ../shared/datasets
+    mirror_manifest: str  # manifest file in the mirror root
+    manifest_prefix: str  # prefix of this dataset's lines in that manifest
+    sources: tuple[Source, ...] = field(default_factory=tuple)
+    description: str = ""
+
+
+SNU = "https://cv.snu.ac.kr/research/EDSR"
+ETH = "https://data.vision.ee.ethz.ch/cvl/DIV2K"
+
+DATASETS: dict[str, Dataset] = {
+    "benchmark": Dataset(
+        "benchmark", "benchmark", "benchmark", "benchmark.sha256", "./",
+        (Source(f"{SNU}/benchmark.tar", "md5:4ace41d33c2384b97e6b320cd0afd6ba", 250_112_000),),
+        "Set5, Set14, B100, Urban100 HR images",
+    ),
+    "t91": Dataset(
+        "t91", "train/T91", "train/T91", "train.sha256", "./T91/",
+        (Source("http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_train.zip",
+                "sha256:001146419f7acfb12a3e7929c8acd5de88a08d687d6881085f81321ad6982b1a",
+                19_619_221),),
+        "T91 (Yang et al. 2010), 91 training images",
+    ),
+    "bsds200": Dataset(
+        "bsds200", "train/BSDS200", "train/BSDS200", "train.sha256", "./BSDS200/",
+        (Source("http://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/"
+                "BSDS300-images.tgz", None),),
+        "BSDS300 train split, 200 images",
+    ),
+    "div2k": Dataset(
+        "div2k", "DIV2K", "DIV2K", "div2k.sha256", "./",
+        (Source(f"{ETH}/DIV2K_train_HR.zip",
+                "sha256:9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335",
+                3_530_603_713),
+         Source(f"{ETH}/DIV2K_valid_HR.zip",
+                "sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
+                448_993_893)),
+        "DIV2K train HR 0001-0800 and valid HR 0801-0900",
+    ),
+}
+# Fallback for DIV2K when an ETH link fails (valid HR has returned 404 at times).
+DIV2K_FALLBACK = Source(f"{SNU}/DIV2K.tar", None, None)
+DIV2K_LR = {
+    2: Source(f"{ETH}/DIV2K_train_LR_bicubic_X2.zip",
+              "sha256:a53a424317575838dadce4bcd97cf7b744d6855f43740ed5f0245af3cf4bd850"),
+    3: Source(f"{ETH}/DIV2K_train_LR_bicubic_X3.zip",
+              "sha256:ad5c8e5507e2765823d3c2c5bd0934842efcd487c5370604c224090898b3163a"),
+    4: Source(f"{ETH}/DIV2K_train_LR_bicubic_X4.zip",
+              "sha256:f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a"),
+}
+# Composite names: fetching them fetches the parts.
+GROUPS = {"291": ("t91", "bsds200")}
+TRAIN_SETS = ("291", "t91", "bsds200", "div2k")
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks so multi-GB archives don't load into memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path: Path, prefix: str = "./") -> dict[str, str]:
+    """``sha256  ./rel/path`` lines -> {rel/path (prefix stripped): sha256}.
+
+    A malformed line raises DataError (a hand-edited or truncated manifest must not silently
+    shrink the dataset it describes)."""
+    out: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the manifest ({exc.__class__.__name__}); "
+                        "delete it and fetch the dataset again") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise DataError(f"{path}:{lineno}: malformed manifest line (want `<sha256>  ./path`); "
+                            "delete the manifest and fetch the dataset again")
+        digest, name = parts
+        name = name.strip().lstrip("*")
+        if not name.startswith("./"):
+            name = "./" + name
+        if name.startswith(prefix):
+            out[name[len(prefix):]] = digest.lower()
+    return out
+
+
+def write_manifest(folder: Path, entries: dict[str, str]) -> None:
+    """Write ``folder/SHA256SUMS`` atomically (a crash never leaves a torn manifest that would
+    make a complete dataset look partial, or a partial one look complete)."""
+    from ablation.images import atomic_write_text
+
+    lines = [f"{digest}  ./{name}" for name, digest in sorted(entries.items())]
+    atomic_write_text(folder / MANIFEST, "\n".join(lines) + "\n")
+
+
+def verify_folder(folder: Path, fix_hint: str, full: bool = False) -> list[Path]:
+    """Check ``folder`` against its manifest: every listed file present (and, if ``full``,
+    with the right SHA-256). Returns the listed files; raises DataError naming the first
+    problem and the fix.
+
+    Presence is cheap and catches the common accident (files deleted by hand); ``full``
+    hashes everything and is what a refetch uses to decide what to skip."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.exists():
+        raise DataError(f"{folder}: dataset missing or not fetched (no {MANIFEST}); "
+                        f"run `{fix_hint}`")
+    entries = read_manifest(manifest)
+    if not entries:
+        raise DataError(f"{manifest}: the manifest lists no files; run `{fix_hint}`")
+    missing = [n for n in entries if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{folder / missing[0]}: {len(missing)} of {len(entries)} files of this dataset are "
+            f"missing; run `{fix_hint}` to restore them"
+        )
+    if full:
+        for name, digest in entries.items():
+            if sha256_file(folder / name) != digest:
+                raise DataError(f"{folder / name}: checksum mismatch; run `{fix_hint}` to refetch")
+    return [folder / n for n in sorted(entries)]
+
+
+# --------------------------------------------------------------------------- fetching
+
+
+def fetch(name: str, data_dir: str | os.PathLike | None = None,
+          mirror: str | os.PathLike | None = None, lr_scales: Sequence[int] = (),
+          sources: dict[str, tuple[Source, ...]] | None = None) -> list[Path]:
+    """Fetch a named dataset into the data dir and return the folders it now holds.
+
+    ``mirror`` (or ``$ABLATION_MIRROR``) copies from a local folder laid out like
+    ``../shared/datasets`` and verifies each file against the mirror's SHA-256 manifest.
+    Otherwise the official archives are downloaded (checksummed, retried, with fallbacks).
+    ``sources`` overrides the download URLs per dataset name (tests point it at a loopback
+    server). ``lr_scales`` adds DIV2K's official bicubic LR images (ignored for a mirror, which
+    holds HR only). Unknown names raise ConfigError listing the valid ones.
+    """
+    check_choice("dataset", name, [*DATASETS, *GROUPS])
+    lr_scales = tuple(int(s) for s in lr_scales)
+    if name in GROUPS:
+        return [f for part in GROUPS[name] for f in fetch(part, data_dir, mirror, lr_scales,
+                                                           sources)]
+    root = paths.data_dir(data_dir)
+    ds = DATASETS[name]
+    mirror_root = paths.mirror_dir(mirror)
+    if mirror_root is not None:
+        _fetch_from_mirror(ds, root, mirror_root)
+    else:
+        from ablation import download
+
+        download.fetch_online(ds, root, lr_scales, (sources or {}).get(name))
+    return [root / ds.subdir]
+
+
+def _fetch_from_mirror(ds: Dataset, root: Path, mirror_root: Path) -> None:
+    """Copy one dataset from a local mirror, verifying every file against the mirror manifest.
+
+    Each file goes through a temp file and is renamed into place only once its checksum
+    matches, so a corrupt mirror copy never lands in the data dir; files already present with
+    the right checksum are skipped (a refetch is cheap and repairs a partial dataset)."""
+    if not mirror_root.is_dir():
+        raise DataError(f"{mirror_root}: mirror folder not found; pass an existing folder to "
+                        "--mirror / ABLATION_MIRROR, or unset it to download online")
+    manifest = mirror_root / ds.mirror_manifest
+    src_dir = mirror_root / ds.mirror_subdir
+    if not manifest.exists() or not src_dir.is_dir():
+        raise DataError(
+            f"{src_dir}: dataset {ds.name!r} not in the mirror {mirror_root}; "
+            "fetch it online (drop --mirror) or add it to the mirror"
+        )
+    entries = read_manifest(manifest, ds.manifest_prefix)
+    if not entries:
+        raise DataError(f"{manifest}: no entries for {ds.name!r}; the mirror's manifest is wrong")
+    dest = root / ds.subdir
+    dest.mkdir(parents=True, exist_ok=True)
+    done: dict[str, str] = {}
+    for rel_name, digest in entries.items():
+        target = dest / rel_name
+        if target.exists() and sha256_file(target) == digest:
+            done[rel_name] = digest
+            continue
+        source = src_dir / rel_name
+        if not source.exists():
+            raise DataError(f"{source}: listed in {manifest} but missing from the mirror")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".fetch.", dir=target.parent)
+        os.close(fd)
+        try:
+            shutil.copyfile(source, tmp)
+            if sha256_file(Path(tmp)) != digest:
+                raise DataError(
+                    f"{source}: checksum mismatch against {manifest}; the mirror copy is "
+                    "corrupt: replace it (nothing was written to the data dir)"
+                )
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        done[rel_name] = digest
+    write_manifest(dest, done)
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _unsafe(archive: Path, member: str, why: str) -> DataError:
+    return DataError(
+        f"{archive}: unsafe member {member!r} ({why}); the archive is malicious or broken: "
+        "delete it and download it again from the official URL"
+    )
+
+
+def _escape_reason(dest: Path, member: str) -> str | None:
+    """Why ``member`` (an archive path, relative to ``dest``) would land outside ``dest``,
+    or None when it stays inside."""
+    if not member or "\x00" in member:
+        return "empty name or NUL byte in name"
+    if member.startswith(("/", "\\")) or os.path.isabs(member) or re.match(r"^[A-Za-z]:", member):
+        return "absolute path"
+    norm = os.path.normpath(member.replace("\\", "/"))
+    target = (dest / norm).resolve()
+    if norm == ".." or norm.startswith("../") or (
+            target != dest and not str(target).startswith(str(dest) + os.sep)):
+        return "path outside the target folder"
+    return None
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Extract a zip or tar archive into ``dest``, refusing members that would write outside it.
+
+    Archives come from the network, so every member is checked *before* anything is written:
+    ``../`` or absolute paths (zip-slip / tar-slip), links whose target leaves ``dest``, members
+    reached through a link (``link/../../x``) and device files all raise DataError. A truncated
+    or corrupt archive also raises DataError instead of a library traceback.
+    """
+    archive = Path(archive)
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+
+    if zipfile.is_zipfile(archive):
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    why = _escape_reason(dest, info.filename)
+                    if why:
+                        raise _unsafe(archive, info.filename, why)
+                # zipfile writes symlink entries as small regular files: nothing to follow.
+                zf.extractall(dest)
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
+            raise DataError(f"{archive}: corrupt or truncated zip ({exc}); delete it and "
+                            "fetch again") from None
+        return
+    try:
+        tf = tarfile.open(archive)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"{archive}: not a zip or tar archive ({exc}); delete it and "
+                        "fetch again") from None
+    with tf:
+        try:
+            members = tf.getmembers()
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise DataError(f"{archive}: corrupt or truncated tar ({exc}); delete it and "
+                            "fetch again") from None
+        links: set[str] = set()
+        for m in members:
+            why = _escape_reason(dest, m.name)
+            if why:
+                raise _unsafe(archive, m.name, why)
+            name = os.path.normpath(m.name.replace("\\", "/"))
+            # check the raw prefixes: normpath would fold "link/../x" and hide the link
+            comps = [c for c in m.name.replace("\\", "/").split("/") if c not in ("", ".")]
+            if any(os.path.normpath("/".join(comps[:k])) in links for k in range(1, len(comps))):
+                raise _unsafe(archive, m.name, "path goes through a link in the archive")
+            if m.issym() or m.islnk():
+                # symlink targets are relative to the link's folder, hard links to the root
+                target = (os.path.join(os.path.dirname(name), m.linkname)
+                          if m.issym() and not os.path.isabs(m.linkname) else m.linkname)
+                if _escape_reason(dest, target):
+                    raise _unsafe(archive, m.name, f"link to {m.linkname!r} points outside")
+                links.add(name)
+            elif not (m.isfile() or m.isdir()):
+                raise _unsafe(archive, m.name, "device, FIFO or other special file")
+        try:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
+                tf.extractall(dest, members=members, filter="data")
+            else:
+                tf.extractall(dest, members=members)
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise DataError(f"{archive}: corrupt or truncated tar ({exc}); delete it and "
+                            "fetch again") from None
+
+
+# --------------------------------------------------------------------------- listing
+
+
+PathLike = str | os.PathLike | None
+
+
+def fix_command(name: str) -> str:
+    """The command a user runs to (re)fetch ``name``; error messages quote it verbatim."""
+    return f"ablation data fetch {name}"
+
+
+def benchmark_hr_files(set_name_or_path: str, data_dir: PathLike = None) -> list[Path]:
+    """HR images of a benchmark set, or of any folder of images (a user's own test set).
+
+    A named set is checked against the benchmark manifest first, so a partly deleted set fails
+    loudly instead of being scored on fewer images."""
+    if set_name_or_path in BENCHMARK_SETS:
+        root = paths.data_dir(data_dir) / "benchmark"
+        files = verify_folder(root, fix_command("benchmark"))
+        wanted = [f for f in files if f.parent.name == "HR"
+                  and f.parent.parent.name == set_name_or_path
+                  and f.suffix.lower() in IMAGE_SUFFIXES]
+        if not wanted:
+            raise DataError(f"{root / set_name_or_path}: set missing; run "
+                            f"`{fix_command('benchmark')}`")
+        return wanted
+    folder = Path(set_name_or_path)
+    if folder.is_dir():
+        return list_images(folder)
+    raise DataError(
+        f"{set_name_or_path}: not a benchmark set ({', '.join(BENCHMARK_SETS)}) nor a folder "
+        "of images; give one of those"
+    )
+
+
+def official_lr_file(hr_file: Path, scale: int) -> Path | None:
+    """``.../HR/name.png`` -> ``.../LR_bicubic/X{s}/name x{s}.png`` if that file exists
+    (benchmark.tar ships official LR inputs; the mirror does not, then LR is computed)."""
+    cand = hr_file.parent.parent / "LR_bicubic" / f"X{scale}" / f"{hr_file.stem}x{scale}.png"
+    return cand if cand.exists() else None
+
+
+def train_files(name: str, data_dir: PathLike = None) -> list[Path]:
+    """Training images of a named training set (checked against its manifest), or of a
+    folder of images."""
+    root = paths.data_dir(data_dir)
+    if name in GROUPS:
+        return [f for part in GROUPS[name] for f in train_files(part, data_dir)]
+    if name == "div2k":
+        files = verify_folder(root / "DIV2K", fix_command("div2k"))
+        wanted = [f for f in files if f.parent.name == "DIV2K_train_HR"
+                  and f.suffix.lower() in IMAGE_SUFFIXES]
+        if not wanted:
+            raise DataError(f"{root / 'DIV2K' / 'DIV2K_train_HR'}: no training images; run "
+                            f"`{fix_command('div2k')}`")
+        return wanted
+    if name in DATASETS:
+        files = verify_folder(root / DATASETS[name].subdir, fix_command(name))
+        return [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    folder = Path(name)
+    if folder.is_dir():
+        return list_images(folder)
+    raise DataError(
+        f"{name}: unknown training set; use one of {', '.join(TRAIN_SETS)} or a folder of images"
+    )
+
+
+def div2k_valid_files(data_dir: PathLike = None, first: int = 801,
+                      last: int = 810) -> list[Path]:
+    """DIV2K validation HR images ``first..last`` (the usual quick validation subset)."""
+    folder = paths.data_dir(data_dir) / "DIV2K" / "DIV2K_valid_HR"
+    files = [folder / f"{i:04d}.png" for i in range(first, last + 1)]
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise DataError(f"{missing[0]}: DIV2K validation image missing; run "
+                        f"`{fix_command('div2k')}`")
+    return files
+
+
+def has_div2k(data_dir: PathLike = None) -> bool:
+    """Whether DIV2K was fetched (its manifest exists); lets tasks pick DIV2K or fall back."""
+    return (paths.data_dir(data_dir) / "DIV2K" / MANIFEST).exists()

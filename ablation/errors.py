@@ -1,0 +1,29 @@
+"""One exception type for every user-facing failure.
+
+Messages are one line: what is wrong, which file, and the command or change that fixes it.
+The CLI prints ``error: <message>`` and exits 2 instead of a traceback.
+"""
+
+
+class AblationError(Exception):
+    """A user-facing error with a one-line message naming the problem and the fix."""
+
+
+class DataError(AblationError):
+    """Missing, corrupt or mismatching data files."""
+
+
+class CheckpointError(AblationError):
+    """A checkpoint that can't be trusted (corrupt, other architecture, unsafe pickle)."""
+
+
+class ConfigError(AblationError, ValueError):
+    """Bad parameters: unknown task, variant, scale or profile; the message lists valid values."""
+
+
+def check_choice(name: str, value, valid) -> None:
+    """Raise ConfigError listing the valid values when ``value`` is not one of them."""
+    valid = list(valid)
+    if value not in valid:
+        shown = ", ".join(str(v) for v in valid)
+        raise ConfigError(f"unknown {name} {value!r}; valid values: {shown}")

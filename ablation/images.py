@@ -1,0 +1,228 @@
+"""Reading and writing images with the project's rules, and atomic file writes.
+
+Rules (one place, used by datasets, evaluation and ``ablation upscale``):
+- EXIF orientation is applied, so pixels are as a viewer shows them.
+- Single-channel images stay single-channel (``(H, W, 1)``); they are scored on raw intensity.
+- RGBA / LA lose alpha with a warning (``read_image_with_alpha`` keeps it for upscaling).
+- Palette images become RGB; 16-bit images become 8-bit (rounded ``v / 257``).
+Arrays are uint8 ``(H, W, C)`` with C = 1 or 3.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ablation.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Any integer/bool pixel array -> uint8; 16-bit values map by ``round(v / 257)`` so that
+    65535 -> 255 and 257*k -> k exactly."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int64) or arr.max(initial=0) > 255:
+        return np.clip(np.floor(arr.astype(np.float64) / 257.0 + 0.5), 0, 255).astype(np.uint8)
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+_PNG16_LOW = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+
+
+def _png16_exact(path: Path, img: Image.Image) -> Image.Image:
+    """Pillow reduces 16-bit RGB(A) PNGs to 8 bits by keeping the high byte (``v >> 8``);
+    the project rule is ``round(v / 257)``, which differs by one for about half the values.
+    Decode the file a second time with the little-endian unpacker, which yields the low bytes,
+    and recombine. Returns ``img`` unchanged if this is not such a PNG or the trick fails."""
+    tile = getattr(img, "_ablation_tile", None)
+    if img.format != "PNG" or tile is None:
+        return img
+    rawmode = tile.args if isinstance(tile.args, str) else None
+    if rawmode not in _PNG16_LOW:
+        return img
+    try:
+        lo_img = Image.open(path)
+        lo_img.tile = [lo_img.tile[0]._replace(args=_PNG16_LOW[rawmode])]
+        lo_img.load()
+        lo = np.asarray(lo_img, dtype=np.uint16)
+    except Exception:  # an optional refinement: the high byte is an acceptable fallback
+        return img
+    hi = np.asarray(img, dtype=np.uint16)
+    if hi.shape != lo.shape or hi.ndim != 3:
+        return img
+    out = Image.fromarray(_to_uint8(hi * 256 + lo))
+    out.info = dict(img.info)
+    return out
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and fully decode ``path`` (EXIF orientation applied), or raise a one-line DataError
+    naming the file: a half-read image must never reach training or scoring."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found; check the path or re-run the data fetch")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an image file; give an image file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes); delete it and fetch or copy it again")
+    try:
+        img = Image.open(path)
+        # load() clears .tile; keep it for the 16-bit check below
+        img._ablation_tile = img.tile[0] if len(img.tile) == 1 else None  # type: ignore[attr-defined]
+        img.load()
+    except PermissionError:
+        raise DataError(f"{path}: permission denied; make the file readable") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to decode safely ({exc}); downscale or "
+                        "crop it first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise DataError(
+            f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); "
+            "the file is corrupt or truncated: delete it and fetch or copy it again"
+        ) from None
+    img = _png16_exact(path, img)
+    icc = img.info.get("icc_profile")
+    img = ImageOps.exif_transpose(img)
+    if icc is not None:
+        img.info["icc_profile"] = icc
+    return img
+
+
+def _split_alpha(img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
+    """Return the colour part of ``img`` (mode L, I;16, RGB, ...) and its alpha or None."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(img.getchannel("A"))
+        base = img.convert("RGB" if img.mode in ("RGBA", "RGBa", "PA") else "L")
+        return base, alpha
+    if img.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return img.convert("RGB"), None
+    if img.mode == "1":
+        return img.convert("L"), None
+    return img, None
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    """PIL image -> contiguous uint8 ``(H, W, C)``."""
+    arr = _to_uint8(np.asarray(img))
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape[2] == 4:  # should not happen after _split_alpha, but be safe
+        arr = arr[:, :, :3]
+    return np.ascontiguousarray(arr)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as uint8 ``(H, W, C)``, C in {1, 3}; see the module rules."""
+    img = _open(Path(path))
+    base, alpha = _split_alpha(img)
+    if alpha is not None:
+        warnings.warn(f"{path}: alpha channel dropped (image read as RGB)", stacklevel=2)
+    return _pixels(base)
+
+
+def read_image_with_alpha(
+    path: str | os.PathLike,
+) -> tuple[np.ndarray, np.ndarray | None, bytes | None]:
+    """Like :func:`read_image` but also return the alpha plane ``(H, W)`` or None and ICC bytes."""
+    img = _open(Path(path))
+    icc = img.info.get("icc_profile")
+    base, alpha = _split_alpha(img)
+    return _pixels(base), alpha, icc
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Sorted image files directly in ``folder`` (error if missing or empty, so a typo in a
+    path never becomes a silent zero-image evaluation)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found; give an existing folder of images")
+    files = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if not files:
+        raise DataError(
+            f"{folder}: no images (.png/.jpg/.bmp/.tif/.webp) in this folder; "
+            "point at a folder that holds images"
+        )
+    return files
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    A crash or a full disk leaves either the old file or the new one, never a torn file, and
+    no temp file behind (the OSError is re-raised for the caller to report). The new file gets
+    the old file's permissions (or the umask default), not ``mkstemp``'s private 0600.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename (POSIX); best effort, platforms without directory fds skip it."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """UTF-8 text version of :func:`atomic_write_bytes` (manifests, JSON, CSV)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def save_png(path: str | os.PathLike, arr: np.ndarray, alpha: np.ndarray | None = None,
+             icc_profile: bytes | None = None) -> None:
+    """Save uint8 ``(H, W, C)`` (C = 1 or 3) or ``(H, W)`` losslessly as PNG, atomically
+    (an interrupted save never leaves a truncated PNG that later reads as corrupt data)."""
+    import io
+
+    arr = np.asarray(arr)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"save_png wants uint8 pixels, got {arr.dtype}; round and clip first")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    img = Image.fromarray(arr)
+    if alpha is not None:
+        img.putalpha(Image.fromarray(alpha))
+    buf = io.BytesIO()
+    kwargs = {"icc_profile": icc_profile} if icc_profile else {}
+    img.save(buf, format="PNG", **kwargs)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,1117 @@
+"""What the book's notebooks show: run a task, tabulate, plot, compare, conclude.
+
+Each notebook of the book makes one call per section, and every call lands here:
+
+- :func:`run_task` runs (or reuses) a task's variants, its ``compare_to`` baselines and the
+  bicubic reference via :func:`ablation.runs.run_variant`, turning a missing resource (no VGG19
+  weights, a GPU-only variant under the cpu profile) into a "not run: <reason>" row;
+- :func:`results_table`, :func:`training_curves`, :func:`visual_comparison` and
+  :func:`conclusion` read ``results/<profile>`` back and show it;
+- :func:`study_table` and :func:`study_conclusion` do the same for the whole study, beside the
+  original study's README table and published reference numbers (literature data, typed in
+  below from the references in ``shared/reference``).
+
+The functions underneath (``load_runs``, ``aggregate_seeds``, ``task_table``,
+``conclusion_text``, ...) are pure: DataFrames in, DataFrames or text out, so the tests run them
+on a synthetic results folder. Every page states the profile its numbers come from; a ``smoke``
+profile is flagged with the admonition :data:`SMOKE_WARNING`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import os
+import textwrap
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablation import paths
+from ablation import results as results_mod
+from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, make_config
+from ablation.errors import AblationError, check_choice
+from ablation.images import atomic_write_bytes
+from ablation.tasks import REFERENCE, TASKS, Task, get_task
+
+SMOKE_WARNING = "smoke run: numbers are not findings"
+NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
+NOISE_SIGMAS = 2.0
+FRAME_720P = (1280, 720)
+BICUBIC = "bicubic"
+RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim", "params",
+               "flops", "gflops_720p", "train_seconds", "iterations", "loss", "device", "run_dir"]
+# Images of the visual comparison, in order of preference (those in the profile's eval sets).
+DEFAULT_IMAGES = (("Set5", "butterfly"), ("Set14", "zebra"), ("Urban100", "img_004"),
+                  ("Set5", "bird"), ("B100", "img_001"), ("Set5", "woman"))
+CROP_HR = 96  # side of the zoomed crop in HR pixels (divisible by 2, 3 and 4)
+
+# --------------------------------------------------------------------------- literature data
+
+# The original study's README table (authierj/EDSR-PyTorch), PSNR in dB on Y; see
+# shared/reference/original-study.md. Keys: (task, our variant name, scale).
+ORIGINAL_README: dict[tuple[int, str, int], dict[str, float]] = {
+    (1, "3layers", 2): dict(Set5=36.504, Set14=32.346, Urban100=29.275, B100=31.212),
+    (1, "3layers", 3): dict(Set5=32.366, Set14=29.053, Urban100=25.858, B100=28.186),
+    (1, "3layers", 4): dict(Set5=30.041, Set14=27.263, Urban100=24.126, B100=26.682),
+    (2, "3layers_grc", 2): dict(Set5=36.722, Set14=32.475, Urban100=29.536, B100=31.318),
+    (3, "8layers_grc", 2): dict(Set5=37.432, Set14=33.049, Urban100=30.752, B100=31.809),
+    (4, "baseline", 2): dict(Set5=37.335, Set14=32.933, Urban100=30.383, B100=31.697),
+    (5, "batchnorm", 2): dict(Set5=37.636, Set14=33.175, Urban100=31.119, B100=31.929),
+    (6, "resblocks", 2): dict(Set5=37.629, Set14=33.208, Urban100=31.083, B100=31.938),
+    (7, "leakyrelu", 2): dict(Set5=28.151, Set14=26.931, Urban100=25.078, B100=31.945),
+    (7, "prelu", 2): dict(Set5=27.652, Set14=26.728, Urban100=24.922, B100=31.944),
+    (8, "depth16", 2): dict(Set5=37.686, Set14=33.256, Urban100=31.348, B100=32.012),
+    (8, "depth32", 2): dict(Set5=36.918, Set14=32.615, Urban100=29.682, B100=31.478),
+    (8, "width96", 2): dict(Set5=37.712, Set14=33.273, Urban100=31.333, B100=31.997),
+    (8, "width128", 2): dict(Set5=37.760, Set14=33.331, Urban100=31.478, B100=32.023),
+    (9, "l2", 2): dict(Set5=37.533, Set14=33.160, Urban100=31.054, B100=31.902),
+    (10, "rcan", 2): dict(Set5=30.119, Set14=28.830, Urban100=26.311, B100=32.215),
+    (11, "perceptual", 2): dict(Set5=34.653, Set14=31.025, Urban100=28.457, B100=29.958),
+}
+# Rows of that table that can't be taken at face value (original-study.md, "Why ...").
+ORIGINAL_CAVEATS: dict[int, str] = {
+    7: "below bicubic on three sets: most likely another network was evaluated",
+    10: "below bicubic on three sets: most likely another network was evaluated",
+    11: "test logs print BN layers the trained model never had",
+}
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published reference row: PSNR/SSIM per set at one scale."""
+
+    method: str
+    scale: int
+    params: int | None
+    source: str
+    sets: dict[str, tuple[float, float]]
+
+
+def _pub(method: str, scale: int, params: int | None, source: str,
+         *values: tuple[float, float]) -> Published:
+    return Published(method, scale, params, source, dict(zip(BENCHMARKS, values, strict=True)))
+
+
+# shared/reference/published-results.md section 1, (PSNR, SSIM) in Set5, Set14, B100, Urban100
+# order. EDSR-baseline: torchSR's re-evaluation of the official weights (the one source that
+# covers x2, x3 and x4); its parameter counts per scale are the EDSR README's.
+PUBLISHED: tuple[Published, ...] = (
+    _pub("Bicubic", 2, None, "EDSR paper, Table 3",
+         (33.66, 0.9299), (30.24, 0.8688), (29.56, 0.8431), (26.88, 0.8403)),
+    _pub("SRCNN", 2, 57_000, "EDSR paper, Table 3",
+         (36.66, 0.9542), (32.42, 0.9063), (31.36, 0.8879), (29.50, 0.8946)),
+    _pub("VDSR", 2, 665_000, "EDSR paper, Table 3",
+         (37.53, 0.9587), (33.03, 0.9124), (31.90, 0.8960), (30.76, 0.9140)),
+    _pub("EDSR-baseline", 2, 1_370_000, "torchSR re-evaluation",
+         (37.98, 0.9604), (33.57, 0.9174), (32.15, 0.8993), (31.98, 0.9271)),
+    _pub("Bicubic", 3, None, "EDSR paper, Table 3",
+         (30.39, 0.8682), (27.55, 0.7742), (27.21, 0.7385), (24.46, 0.7349)),
+    _pub("SRCNN", 3, 57_000, "EDSR paper, Table 3",
+         (32.75, 0.9090), (29.28, 0.8209), (28.41, 0.7863), (26.24, 0.7989)),
+    _pub("VDSR", 3, 665_000, "EDSR paper, Table 3",
+         (33.66, 0.9213), (29.77, 0.8314), (28.82, 0.7976), (27.14, 0.8279)),
+    _pub("EDSR-baseline", 3, 1_550_000, "torchSR re-evaluation",
+         (34.37, 0.9270), (30.28, 0.8414), (29.08, 0.8051), (28.15, 0.852)),
+    _pub("Bicubic", 4, None, "EDSR paper, Table 3",
+         (28.42, 0.8104), (26.00, 0.7027), (25.96, 0.6675), (23.14, 0.6577)),
+    _pub("SRCNN", 4, 57_000, "EDSR paper, Table 3",
+         (30.48, 0.8628), (27.49, 0.7503), (26.90, 0.7101), (24.52, 0.7221)),
+    _pub("VDSR", 4, 665_000, "EDSR paper, Table 3",
+         (31.35, 0.8838), (28.01, 0.7674), (27.29, 0.7251), (25.18, 0.7524)),
+    _pub("EDSR-baseline", 4, 1_520_000, "torchSR re-evaluation",
+         (32.09, 0.8936), (28.58, 0.7804), (27.56, 0.7354), (26.03, 0.7842)),
+)
+
+
+# --------------------------------------------------------------------------- display helpers
+
+
+@dataclass
+class Html:
+    """An HTML fragment that Jupyter (and the book) renders; ``str()`` gives the HTML."""
+
+    html: str
+    text: str = ""
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return self.text or self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
+def esc(value) -> str:
+    return html.escape(str(value))
+
+
+def is_smoke(profile: str) -> bool:
+    return profile == "smoke"
+
+
+def profile_summary(profile: str) -> str:
+    """One line: what the profile trains and evaluates (read from the config, not typed)."""
+    c = make_config(profile)
+    return (f"profile <code>{esc(profile)}</code>: {c.iterations:,} iterations of batch "
+            f"{c.batch_size} (LR patch {c.lr_patch} px), training set {esc(c.train_set)}, "
+            f"evaluated on {esc(', '.join(c.eval_sets))}")
+
+
+def profile_banner(profile: str) -> Html:
+    """Which profile produced this page's numbers; a smoke profile gets a warning box."""
+    check_choice("profile", profile, PROFILE_NAMES)
+    line = f"<p>Numbers on this page: {profile_summary(profile)}.</p>"
+    if is_smoke(profile):
+        body = (f'<div class="admonition warning ablation-smoke">'
+                f'<p class="admonition-title">{SMOKE_WARNING}</p>{line}'
+                "<p>The smoke profile trains for seconds to prove that the pipeline runs; its "
+                "PSNR values say nothing about the architectures.</p></div>")
+    else:
+        body = f'<div class="admonition note ablation-profile">{line}</div>'
+    text = (f"{SMOKE_WARNING}\n" if is_smoke(profile) else "") + f"profile {profile}"
+    return Html(body, text)
+
+
+def smoke_note(profile: str) -> str:
+    """The inline smoke marker for figure titles and conclusions ('' for real profiles)."""
+    return f"{SMOKE_WARNING}. " if is_smoke(profile) else ""
+
+
+# --------------------------------------------------------------------------- planning runs
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run a page needs: a task variant, a compared baseline, or the bicubic reference."""
+
+    task: int
+    variant: str
+    label: str
+    scale: int
+    seed: int
+    role: str  # "variant", "baseline" or "reference"
+    skip_reason: str = ""  # non-empty: not run under this profile (shown as 'not run: ...')
+
+    @property
+    def key(self) -> str:
+        return f"task{self.task:02d}/{self.variant}/x{self.scale}/seed{self.seed}"
+
+    def run_dir(self, profile: str, results_dir=None) -> Path:
+        return results_mod.run_dir(profile, self.task, self.variant, self.scale, self.seed,
+                                   results_dir)
+
+
+def skip_reason(task: int, variant: str, profile: str) -> str:
+    """Why a variant isn't run under ``profile`` ('' when it is)."""
+    if variant == BICUBIC:
+        return ""
+    v = get_task(task).variant(variant)
+    if not v.cpu and profile != "paper":
+        return "needs a GPU (paper profile)"
+    return ""
+
+
+def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
+                 variants: Sequence[str] = (), profile: str = "cpu",
+                 reference: bool = True) -> list[PlannedRun]:
+    """The runs a task page shows, in display order: bicubic, baselines, then the variants.
+
+    ``variants`` (names) limits the task's own variants (empty = all). Bicubic is
+    deterministic, so it runs once per scale (seed 0).
+    """
+    t = get_task(task)
+    scales, seeds = [int(s) for s in scales], [int(s) for s in seeds] or [0]
+    own = [t.variant(n) for n in variants] if variants else list(t.variants)
+    out: list[PlannedRun] = []
+    for scale in scales:
+        if reference:
+            out.append(PlannedRun(0, BICUBIC, "bicubic (MATLAB)", scale, 0, "reference"))
+        for bt, bv in t.compare_to:
+            label = get_task(bt).variant(bv).label
+            out += [PlannedRun(bt, bv, label, scale, seed, "baseline",
+                               skip_reason(bt, bv, profile)) for seed in seeds]
+        out += [PlannedRun(t.number, v.name, v.label, scale, seed, "variant",
+                           skip_reason(t.number, v.name, profile))
+                for v in own for seed in seeds]
+    return out
+
+
+def one_line_reason(exc: BaseException, loss: str | None = None) -> str:
+    """A short 'why not run' for a table cell."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+    if "VGG19" in msg or (loss == "perceptual" and "weights" in msg.lower()):
+        return "needs VGG19 weights (vgg19-dcbb9e9d.pth; set ABLATION_VGG19)"
+    return msg if len(msg) <= 200 else msg[:197] + "..."
+
+
+def interactive() -> bool:
+    """False under the sweep (papermill), where progress bars would flood the saved notebook."""
+    return os.environ.get("ABLATION_NONINTERACTIVE", "") not in ("1", "true", "yes")
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class TaskRuns:
+    """What :func:`run_task` did; the later report calls take it as their only argument."""
+
+    task: int
+    profile: str
+    scales: list[int]
+    seeds: list[int]
+    variants: list[str]
+    results_dir: str | None
+    data_dir: str | None
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def planned(self) -> list[PlannedRun]:
+        return planned_runs(self.task, self.scales, self.seeds, self.variants, self.profile)
+
+    def status(self) -> dict[str, str]:
+        """Run key -> status ('ran', 'reused', 'not run: ...')."""
+        return {r["run"]: r["status"] for r in self.records}
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=["run", "role", "label", "scale", "seed",
+                                                   "status", "seconds"])
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for r in self.records:
+            cls = "not-run" if r["status"].startswith("not run") else "ok"
+            secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
+            rows.append(f'<tr class="{cls}"><td><code>{esc(r["run"])}</code></td>'
+                        f"<td>{esc(r['role'])}</td><td>{esc(r['label'])}</td>"
+                        f"<td>{esc(r['status'])}</td><td>{secs}</td></tr>")
+        return (f"{profile_banner(self.profile).html}"
+                '<table class="ablation-runs"><thead><tr><th>run</th><th>role</th>'
+                "<th>model</th><th>status</th><th>seconds</th></tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>")
+
+    def __repr__(self) -> str:
+        return self.frame().to_string(index=False)
+
+
+def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
+            retrain: bool = False, progress: bool = False, **overrides) -> dict:
+    """Run (or reuse) one planned run; a user-facing failure becomes a 'not run' record."""
+    import time
+
+    from ablation.runs import run_variant
+
+    rec = dict(run=run.key, role=run.role, label=run.label, scale=run.scale, seed=run.seed,
+               status="", seconds=None, task=run.task, variant=run.variant)
+    if run.skip_reason:
+        rec["status"] = f"not run: {run.skip_reason}"
+        return rec
+    loss = None if run.variant == BICUBIC else get_task(run.task).variant(run.variant).loss
+    t0 = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            m = run_variant(run.task, run.variant, run.scale, profile, run.seed,
+                            results_dir=results_dir, data_dir=data_dir, retrain=retrain,
+                            progress=progress, **overrides)
+    except AblationError as exc:
+        rec["status"] = f"not run: {one_line_reason(exc, loss)}"
+        return rec
+    rec["status"] = "reused" if m.get("reused") else "ran"
+    rec["seconds"] = time.perf_counter() - t0
+    return rec
+
+
+def run_task(task: int, profile: str = "cpu", scales: Sequence[int] | None = None,
+             seeds: Sequence[int] = (0,), variants: Sequence[str] = (), data_dir=None,
+             results_dir=None, device: str = "auto", iterations: int | None = None,
+             retrain: bool = False, progress: bool | None = None) -> TaskRuns:
+    """Run (or reuse) every run the task page needs and return what happened.
+
+    Parameters are the notebook's: ``scales=None`` means the task's own scales, empty
+    ``variants`` means all, ``iterations=None`` the profile's default, ``retrain`` retrains the
+    task's own variants (never the shared baselines).
+    """
+    t = get_task(task)
+    check_choice("profile", profile, PROFILE_NAMES)
+    out = TaskRuns(t.number, profile, list(scales or t.scales), [int(s) for s in seeds] or [0],
+                   list(variants or []), _str_or_none(results_dir), _str_or_none(data_dir))
+    progress = interactive() if progress is None else progress
+    for run in out.planned:
+        out.records.append(run_one(run, profile, results_dir, data_dir,
+                                   retrain=retrain and run.role == "variant",
+                                   progress=progress, device=device, iterations=iterations))
+    return out
+
+
+def run_references(profile: str = "cpu", scales: Sequence[int] = REFERENCE.scales,
+                   seeds: Sequence[int] = (0,), **kwargs) -> TaskRuns:
+    """Bicubic and EDSR-baseline (pseudo-task 0) at ``scales``: the results page's references."""
+    return run_task(0, profile, scales, seeds, **kwargs)
+
+
+def _str_or_none(value) -> str | None:
+    return None if value is None else str(value)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_runs(profile: str, results_dir=None, tasks: Iterable[int] | None = None) -> pd.DataFrame:
+    """Every finished run under ``results/<profile>`` as one row per (run, set)."""
+    wanted = None if tasks is None else set(tasks)
+    rows = []
+    for m in results_mod.iter_metrics(profile, results_dir):
+        if wanted is not None and m.get("task") not in wanted:
+            continue
+        base = dict(task=m.get("task"), variant=m.get("variant"), label=m.get("label"),
+                    scale=m.get("scale"), seed=m.get("seed"), params=m.get("params", 0),
+                    flops=m.get("flops_per_pixel", 0.0),
+                    gflops_720p=m.get("flops_1280x720", 0.0) / 1e9,
+                    train_seconds=m.get("train_seconds", 0.0), iterations=m.get("iterations"),
+                    loss=m.get("loss"), device=m.get("device"), run_dir=m.get("run_dir"))
+        for set_name, s in (m.get("sets") or {}).items():
+            rows.append(dict(base, set=set_name, psnr=s.get("psnr"), ssim=s.get("ssim")))
+    return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def aggregate_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std (NaN for one seed) and count over seeds per (task, variant, scale, set)."""
+    keys = ["task", "variant", "label", "scale", "set"]
+    if runs.empty:
+        return pd.DataFrame(columns=keys + ["psnr", "psnr_std", "ssim", "ssim_std", "n",
+                                            "params", "flops", "gflops_720p", "train_seconds",
+                                            "iterations"])
+    g = runs.groupby(keys, sort=False, dropna=False)
+    out = g.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"),
+                ssim_std=("ssim", "std"), n=("seed", "nunique"), params=("params", "first"),
+                flops=("flops", "first"), gflops_720p=("gflops_720p", "first"),
+                train_seconds=("train_seconds", "mean"), iterations=("iterations", "first"))
+    return out.reset_index()
+
+
+def ordered_sets(names: Iterable[str]) -> list[str]:
+    """Benchmark sets in the usual order, then any other folder names."""
+    names = list(dict.fromkeys(names))
+    return [s for s in BENCHMARKS if s in names] + [s for s in names if s not in BENCHMARKS]
+
+
+def _spec_costs(task: int, variant: str, scale: int) -> tuple[int, float]:
+    """(params, FLOPs per output pixel) from the spec: known even for a run not made."""
+    from ablation.models import count_params, flops_per_output_pixel
+
+    if variant == BICUBIC:
+        return 0, 0.0
+    spec = get_task(task).variant(variant).spec
+    return count_params(spec, scale), flops_per_output_pixel(spec, scale)
+
+
+def task_table(planned: Sequence[PlannedRun], runs: pd.DataFrame, profile: str,
+               status: dict[str, str] | None = None) -> pd.DataFrame:
+    """The task's results, wide: one row per (model, scale), PSNR/SSIM per set, costs.
+
+    ``runs`` is :func:`load_runs` output; only the planned seeds count. Rows without a finished
+    run keep their place with a 'not run: ...' status.
+    """
+    status = status or {}
+    wanted = {(p.task, p.variant, p.scale, p.seed) for p in planned}
+    if not runs.empty:
+        mask = [(r.task, r.variant, r.scale, r.seed) in wanted for r in runs.itertuples()]
+        runs = runs[mask]
+    agg = aggregate_seeds(runs)
+    sets = ordered_sets(agg["set"]) or list(make_config(profile).eval_sets)
+    rows, seen = [], set()
+    for p in planned:
+        ident = (p.task, p.variant, p.scale)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        row = _table_row(p, agg, sets, planned, status)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _table_row(p: PlannedRun, agg: pd.DataFrame, sets: list[str],
+               planned: Sequence[PlannedRun], status: dict[str, str]) -> dict:
+    sub = agg[(agg.task == p.task) & (agg.variant == p.variant) & (agg.scale == p.scale)]
+    params, flops = _spec_costs(p.task, p.variant, p.scale)
+    row = dict(role=p.role, task=p.task, variant=p.variant, label=p.label, scale=p.scale,
+               seeds=int(sub["n"].max()) if not sub.empty else 0)
+    for s in sets:
+        hit = sub[sub.set == s]
+        row[f"{s} PSNR"] = float(hit.psnr.iloc[0]) if not hit.empty else math.nan
+        row[f"{s} PSNR std"] = float(hit.psnr_std.iloc[0]) if not hit.empty else math.nan
+        row[f"{s} SSIM"] = float(hit.ssim.iloc[0]) if not hit.empty else math.nan
+    row["params"] = int(sub.params.iloc[0]) if not sub.empty else params
+    row["FLOPs/pixel"] = float(sub.flops.iloc[0]) if not sub.empty else flops
+    row["GFLOPs@1280x720"] = row["FLOPs/pixel"] * FRAME_720P[0] * FRAME_720P[1] / 1e9
+    row["iterations"] = sub.iterations.iloc[0] if not sub.empty else None
+    keys = [q.key for q in planned if (q.task, q.variant, q.scale) == (p.task, p.variant,
+                                                                         p.scale)]
+    not_run = [status[k] for k in keys if status.get(k, "").startswith("not run")]
+    if sub.empty:
+        row["status"] = not_run[0] if not_run else (
+            f"not run: {p.skip_reason}" if p.skip_reason else "not run: no finished run yet")
+    else:
+        row["status"] = "ok" if not not_run else f"ok ({len(not_run)} seed(s) {not_run[0]})"
+    return row
+
+
+def table_sets(table: pd.DataFrame) -> list[str]:
+    return [c[:-5] for c in table.columns if c.endswith(" PSNR")]
+
+
+# --------------------------------------------------------------------------- rendering tables
+
+
+def fmt_count(n: float) -> str:
+    """372803 -> '373 K', 1.37e6 -> '1.37 M'."""
+    if n is None or (isinstance(n, float) and math.isnan(n)) or n == 0:
+        return "–"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            v = n / div
+            return f"{v:.3g} {unit}" if v < 100 else f"{v:.0f} {unit}"
+    return f"{n:.0f}"
+
+
+def fmt_psnr(mean: float, std: float = math.nan) -> str:
+    if mean is None or math.isnan(mean):
+        return "–"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def fmt_ssim(v: float) -> str:
+    return "–" if v is None or math.isnan(v) else f"{v:.4f}"
+
+
+def render_task_table(table: pd.DataFrame, profile: str) -> Html:
+    """HTML of :func:`task_table`: the best PSNR per set and scale in bold, not-run rows marked.
+
+    Rows carry ``class="ablation-row ablation-<role>"`` so tests can count them.
+    """
+    sets = table_sets(table)
+    head = "".join(f"<th>{esc(s)} PSNR</th><th>{esc(s)} SSIM</th>" for s in sets)
+    best = _best_per_scale(table, sets)
+    body = []
+    for _, r in table.iterrows():
+        cells = []
+        for s in sets:
+            p = fmt_psnr(r[f"{s} PSNR"], r[f"{s} PSNR std"])
+            if best.get((r.scale, s)) == r.variant and p != "–":
+                p = f"<b>{p}</b>"
+            cells.append(f"<td>{p}</td><td>{fmt_ssim(r[f'{s} SSIM'])}</td>")
+        not_run = str(r.status).startswith("not run")
+        status = f'<span class="ablation-not-run">{esc(r.status)}</span>' if not_run \
+            else esc(r.status)
+        gfl = "–" if not r["FLOPs/pixel"] else f"{r['GFLOPs@1280x720']:.1f}"
+        body.append(
+            f'<tr class="ablation-row ablation-{r.role}" data-variant="{esc(r.variant)}">'
+            f"<td>{esc(r.label)}</td><td>{esc(r.role)}</td><td>x{r.scale}</td>"
+            f"<td>{r.seeds}</td>{''.join(cells)}<td>{fmt_count(r.params)}</td>"
+            f"<td>{fmt_count(r['FLOPs/pixel'])}</td><td>{gfl}</td><td>{status}</td></tr>")
+    table_html = (
+        '<table class="ablation-results"><thead><tr><th>model</th><th>role</th><th>scale</th>'
+        f"<th>seeds</th>{head}<th>params</th><th>FLOPs/pixel</th><th>GFLOPs at 1280x720</th>"
+        f"<th>status</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
+    note = ("<p>PSNR in dB and SSIM on Y (BT.601), <code>scale</code> pixels shaved, output "
+            "rounded to 8 bits; mean ± std over seeds when there are several. Bold: best on the "
+            "set at that scale.</p>")
+    return Html(profile_banner(profile).html + table_html + note, table.to_string())
+
+
+def _best_per_scale(table: pd.DataFrame, sets: list[str]) -> dict[tuple[int, str], str]:
+    best: dict[tuple[int, str], str] = {}
+    for scale, sub in table.groupby("scale"):
+        for s in sets:
+            col = sub[f"{s} PSNR"]
+            if col.notna().any():
+                best[(scale, s)] = sub.loc[col.idxmax(), "variant"]
+    return best
+
+
+def results_table(runs: TaskRuns) -> Html:
+    """The task's results table for a :class:`TaskRuns` (one call in the notebook)."""
+    table = task_table(runs.planned, load_runs(runs.profile, runs.results_dir), runs.profile,
+                       runs.status())
+    return render_task_table(table, runs.profile)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+@dataclass
+class FigureFiles:
+    """Saved figure(s): PNG shown in the notebook, SVG beside it for print."""
+
+    pngs: list[Path]
+    svgs: list[Path]
+    caption: str = ""
+
+    def _repr_html_(self) -> str:
+        imgs = "".join(
+            f'<img src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}" '
+            f'alt="{esc(p.stem)}" style="max-width:100%"/>' for p in self.pngs)
+        cap = f"<p><em>{esc(self.caption)}</em></p>" if self.caption else ""
+        return f'<div class="ablation-figure">{imgs}{cap}</div>'
+
+    def __repr__(self) -> str:
+        return "\n".join(str(p) for p in self.pngs)
+
+
+def figures_dir(profile: str, results_dir=None) -> Path:
+    return paths.results_dir(results_dir) / profile / "figures"
+
+
+def save_figure(fig, name: str, profile: str, results_dir=None) -> tuple[Path, Path]:
+    """Write ``fig`` as PNG and SVG under ``results/<profile>/figures/`` atomically."""
+    folder = figures_dir(profile, results_dir)
+    out = []
+    for fmt in ("png", "svg"):
+        buf = io.BytesIO()
+        kwargs = {"metadata": {"Date": None}} if fmt == "svg" else {"dpi": 110}
+        fig.savefig(buf, format=fmt, bbox_inches="tight", **kwargs)
+        path = folder / f"{name}.{fmt}"
+        atomic_write_bytes(path, buf.getvalue())
+        out.append(path)
+    return out[0], out[1]
+
+
+def new_figure(width: float, height: float):
+    """A matplotlib Figure that never touches pyplot's global state (no double display)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def load_histories(planned: Sequence[PlannedRun], profile: str, results_dir=None) -> pd.DataFrame:
+    """history.csv of every planned trained run, with label, scale and seed columns."""
+    frames = []
+    for p in planned:
+        if p.variant == BICUBIC:
+            continue
+        f = p.run_dir(profile, results_dir) / "history.csv"
+        if not f.exists() or results_mod.read_metrics(f.parent) is None:
+            continue
+        h = pd.read_csv(f)
+        frames.append(h.assign(label=p.label, role=p.role, scale=p.scale, seed=p.seed,
+                               variant=p.variant, task=p.task))
+    if not frames:
+        return pd.DataFrame(columns=["iteration", "loss", "learning_rate", "val_psnr", "seconds",
+                                     "label", "role", "scale", "seed", "variant", "task"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def curves_figure(hist: pd.DataFrame, title: str):
+    """Training loss (log scale) and validation PSNR against iteration, one colour per model."""
+    fig = new_figure(10, 3.6)
+    ax_loss, ax_val = fig.subplots(1, 2)
+    colours = {}
+    for (label, seed), h in hist.groupby(["label", "seed"], sort=False):
+        c = colours.setdefault(label, f"C{len(colours) % 10}")
+        first = seed == hist[hist.label == label].seed.min()
+        ax_loss.plot(h.iteration, h.loss, color=c, lw=1.2, alpha=0.9 if first else 0.4,
+                     label=label if first else None)
+        v = h.dropna(subset=["val_psnr"])
+        ax_val.plot(v.iteration, v.val_psnr, "o-", color=c, ms=3, lw=1.2,
+                    alpha=0.9 if first else 0.4)
+    ax_loss.set(xlabel="iteration", ylabel="training loss", yscale="log")
+    ax_val.set(xlabel="iteration", ylabel="validation PSNR (dB)")
+    if colours:
+        ax_loss.legend(fontsize=8)
+    else:
+        for ax in (ax_loss, ax_val):
+            ax.text(0.5, 0.5, "no finished runs", ha="center", va="center",
+                    transform=ax.transAxes)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def training_curves(runs: TaskRuns) -> FigureFiles:
+    """One curves figure per scale of the page, saved and shown."""
+    pngs, svgs = [], []
+    for scale in runs.scales:
+        planned = [p for p in runs.planned if p.scale == scale]
+        hist = load_histories(planned, runs.profile, runs.results_dir)
+        title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}: training "
+                 f"(profile {runs.profile}; validation = held-out training images)")
+        fig = curves_figure(hist, title)
+        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-curves", runs.profile,
+                               runs.results_dir)
+        pngs.append(png)
+        svgs.append(svg)
+    return FigureFiles(pngs, svgs, "Loss per logged step; one line per model and seed.")
+
+
+# --------------------------------------------------------------------------- visual comparison
+
+
+def pick_images(profile: str, data_dir=None, n: int = 3,
+                candidates: Sequence[tuple[str, str]] = DEFAULT_IMAGES) -> list[Path]:
+    """Up to ``n`` HR files of the preferred images whose set the profile evaluates."""
+    from ablation import data
+
+    sets = make_config(profile).eval_sets
+    out: list[Path] = []
+    for set_name, stem in candidates:
+        if set_name not in sets or len(out) >= n:
+            continue
+        try:
+            files = data.benchmark_hr_files(set_name, data_dir)
+        except AblationError:
+            continue
+        out += [f for f in files if f.stem == stem]
+    return out[:n]
+
+
+def best_crop(err: np.ndarray, side: int, step: int, margin: int) -> tuple[int, int]:
+    """Top-left (y, x), multiples of ``step``, of the ``side`` window with the largest summed
+    error, at least ``margin`` pixels from the border (the zoom shows where methods differ)."""
+    h, w = err.shape
+    ii = np.pad(err.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, pos = -1.0, (max(0, (h - side) // 2) // step * step,
+                       max(0, (w - side) // 2) // step * step)
+    for y in range(margin, h - side - margin + 1, step):
+        for x in range(margin, w - side - margin + 1, step):
+            s = ii[y + side, x + side] - ii[y, x + side] - ii[y + side, x] + ii[y, x]
+            if s > best:
+                best, pos = s, (y, x)
+    return pos
+
+
+def sr_crop(model, lr, scale: int, box: tuple[int, int, int], radius: int | None):
+    """Super-resolve only the LR region of the HR box ``(y, x, side)`` plus context.
+
+    ``radius`` LR pixels of context make the crop equal whole-image inference (see
+    :mod:`ablation.inference`); unknown radius (channel attention) uses 16 (approximate).
+    """
+    from ablation.evaluate import run_model
+
+    y, x, side = box
+    ly, lx, ls = y // scale, x // scale, side // scale
+    m = (radius if radius is not None else 16) + 2
+    y0, x0 = max(0, ly - m), max(0, lx - m)
+    y1, x1 = min(lr.shape[-2], ly + ls + m), min(lr.shape[-1], lx + ls + m)
+    out = run_model(model, lr[..., y0:y1, x0:x1])
+    oy, ox = (ly - y0) * scale, (lx - x0) * scale
+    return out[..., oy:oy + side, ox:ox + side]
+
+
+def _load_panel_model(p: PlannedRun, profile: str, results_dir):
+    from ablation.checkpoint import load_model
+    from ablation.evaluate import Bicubic
+
+    if p.variant == BICUBIC:
+        return Bicubic(p.scale)
+    path = p.run_dir(profile, results_dir) / "model.pt"
+    if not path.exists() or results_mod.read_metrics(path.parent) is None:
+        return None
+    model, _ = load_model(path, expect_scale=p.scale)
+    return model
+
+
+def comparison_panels(planned: Sequence[PlannedRun], scale: int, profile: str,
+                      results_dir=None, data_dir=None, images: Sequence[Path] = (),
+                      crop: int = CROP_HR) -> list[list[tuple[str, np.ndarray, float]]]:
+    """For each image: [(title, uint8 crop, PSNR of the crop)] for HR and every model.
+
+    One model per planned (task, variant) at ``scale`` (the first seed); models without a
+    finished run are left out.
+    """
+    import torch
+
+    from ablation.degradation import modcrop
+    from ablation.evaluate import Bicubic, make_lr, run_model, to_tensor, to_uint8
+    from ablation.images import read_image
+    from ablation.inference import receptive_radius
+    from ablation.metrics import psnr
+
+    models, seen = [], set()
+    for p in planned:
+        if p.scale != scale or (p.task, p.variant) in seen:
+            continue
+        seen.add((p.task, p.variant))
+        model = _load_panel_model(p, profile, results_dir)
+        if model is not None:
+            models.append((p.label, model))
+    rows = []
+    for f in images:
+        hr = modcrop(to_tensor(read_image(f)), scale)
+        lr = make_lr(hr, scale, f)
+        err = (run_model(Bicubic(scale), lr) - hr).abs().mean(1)[0].numpy()
+        side = min(crop, hr.shape[-2] - 2 * scale, hr.shape[-1] - 2 * scale) // scale * scale
+        y, x = best_crop(err, side, scale, scale)
+        hr_crop = hr[..., y:y + side, x:x + side]
+        row = [(f"HR ({f.parent.parent.name}/{f.stem})", to_uint8(hr_crop), math.inf)]
+        with torch.inference_mode():
+            for label, model in models:
+                sr = sr_crop(model, lr, scale, (y, x, side), receptive_radius(model))
+                row.append((label, to_uint8(sr), psnr(sr, hr_crop, border=0)))
+        rows.append(row)
+    return rows
+
+
+def comparison_figure(rows, title: str):
+    """Grid of zoomed crops: one row per image, one column per model, PSNR in each title."""
+    n_rows, n_cols = max(1, len(rows)), max(1, max((len(r) for r in rows), default=1))
+    fig = new_figure(1.75 * n_cols, 2.0 * n_rows + 0.4)
+    axes = np.atleast_2d(fig.subplots(n_rows, n_cols, squeeze=False))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, row in enumerate(rows):
+        for j, (label, img, p) in enumerate(row):
+            ax = axes[i, j]
+            ax.imshow(img if img.shape[2] == 3 else img[:, :, 0], cmap="gray",
+                      interpolation="nearest", vmin=0, vmax=255)
+            name = "\n".join(textwrap.wrap(label, 22)[:2])
+            ax.set_title(name if math.isinf(p) else f"{name}\n{p:.2f} dB", fontsize=7)
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "no benchmark images available", ha="center", va="center")
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def visual_comparison(runs: TaskRuns, images: Sequence[Path] | None = None) -> FigureFiles:
+    """Zoomed crops of a few benchmark images: HR, bicubic and every model, PSNR per panel."""
+    images = list(images) if images is not None else pick_images(runs.profile, runs.data_dir)
+    pngs, svgs = [], []
+    for scale in runs.scales:
+        rows = comparison_panels(runs.planned, scale, runs.profile, runs.results_dir,
+                                 runs.data_dir, images)
+        title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}, profile "
+                 f"{runs.profile}: the {CROP_HR}-pixel crop where bicubic errs most "
+                 "(PSNR of the crop, Y channel)")
+        fig = comparison_figure(rows, title)
+        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-visual", runs.profile,
+                               runs.results_dir)
+        pngs.append(png)
+        svgs.append(svg)
+    return FigureFiles(pngs, svgs, "Nearest-neighbour zoom; seed 0 of each model.")
+
+
+# --------------------------------------------------------------------------- conclusions
+
+
+@dataclass(frozen=True)
+class NoiseBand:
+    """Half-width of the seed-noise band (2 x std over seeds of the task-4 baseline)."""
+
+    width: float | None
+    n_seeds: int
+
+    def describe(self) -> str:
+        if self.width is None:
+            return (f"the seed-noise band is unknown ({self.n_seeds} seed(s) of the task-4 "
+                    "baseline at this scale; it needs at least 2, e.g. seeds = [0, 1, 2])")
+        return (f"seed-noise band ±{self.width:.3f} dB (2 × std over {self.n_seeds} seeds of "
+                "the task-4 baseline)")
+
+
+def noise_bands(runs: pd.DataFrame) -> dict[tuple[int, str], NoiseBand]:
+    """(scale, set) -> the noise band from the task-4 baseline's seeds in ``runs``."""
+    t, v = NOISE_RUN
+    base = runs[(runs.task == t) & (runs.variant == v)] if not runs.empty else runs
+    out = {}
+    for (scale, set_name), sub in base.groupby(["scale", "set"]):
+        n = int(sub.seed.nunique())
+        width = NOISE_SIGMAS * float(sub.psnr.std()) if n >= 2 else None
+        out[(int(scale), set_name)] = NoiseBand(width, n)
+    return out
+
+
+def primary_comparison(task: Task) -> tuple[int, str]:
+    """The run a task's variants are measured against: its first compare_to, else bicubic."""
+    return task.compare_to[0] if task.compare_to else (0, BICUBIC)
+
+
+def conclusion_text(task: int, table: pd.DataFrame, profile: str,
+                    bands: dict[tuple[int, str], NoiseBand]) -> list[str]:
+    """Sentences (HTML-safe text with <b>/<i>) stating, per scale and set, which model wins and
+    by how much each variant differs from the comparison run, against the noise band."""
+    t = get_task(task)
+    ref_task, ref_variant = primary_comparison(t)
+    lines = []
+    if is_smoke(profile):
+        lines.append(f"<b>{SMOKE_WARNING}</b>: the smoke profile only checks that the "
+                     "pipeline runs.")
+    sets = table_sets(table)
+    for scale, sub in table.groupby("scale", sort=False):
+        ref = sub[(sub.task == ref_task) & (sub.variant == ref_variant)]
+        own = sub[sub.role == "variant"]
+        for s in sets:
+            col = f"{s} PSNR"
+            ok = sub[sub[col].notna()]
+            if ok.empty:
+                lines.append(f"x{scale}, {esc(s)}: no finished runs yet.")
+                continue
+            win = ok.loc[ok[col].idxmax()]
+            band = bands.get((int(scale), s), NoiseBand(None, 0))
+            parts = [f"<b>x{scale}, {esc(s)}</b>: best is <i>{esc(win.label)}</i> at "
+                     f"{win[col]:.2f} dB."]
+            if ref.empty or math.isnan(ref[col].iloc[0]):
+                parts.append("The comparison run has no result yet.")
+            else:
+                r = float(ref[col].iloc[0])
+                for _, v in own.iterrows():
+                    parts.append(_delta_sentence(v, col, r, ref.label.iloc[0], band))
+            parts.append(f"({band.describe()}.)")
+            lines.append(" ".join(parts))
+    not_run = table[table.status.str.startswith("not run")]
+    for _, r in not_run.iterrows():
+        lines.append(f"<i>{esc(r.label)}</i> (x{r.scale}) was {esc(r.status)}.")
+    return lines
+
+
+def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
+                    band: NoiseBand) -> str:
+    if math.isnan(v[col]):
+        return f"<i>{esc(v.label)}</i> has no result."
+    d = float(v[col]) - ref_psnr
+    if band.width is None:
+        verdict = "noise band unknown"
+    elif abs(d) > band.width:
+        verdict = "outside the seed-noise band"
+    else:
+        verdict = "within the seed-noise band: not a finding"
+    return (f"<i>{esc(v.label)}</i> is {d:+.2f} dB against <i>{esc(ref_label)}</i> "
+            f"({verdict}).")
+
+
+def conclusion(runs: TaskRuns) -> Html:
+    """The task page's conclusion, computed from the results folder."""
+    all_runs = load_runs(runs.profile, runs.results_dir)
+    table = task_table(runs.planned, all_runs, runs.profile, runs.status())
+    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs))
+    items = "".join(f"<li>{line}</li>" for line in lines)
+    return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
+                f" (profile <code>{esc(runs.profile)}</code>):</p><ul>{items}</ul></div>",
+                "\n".join(lines))
+
+
+# --------------------------------------------------------------------------- the whole study
+
+
+def study_rows(scales: Iterable[int] = (2, 3, 4)) -> list[PlannedRun]:
+    """Every (task, variant, scale) of the study, references first (seed 0 as placeholder)."""
+    scales = [int(s) for s in scales]
+    out = [PlannedRun(0, BICUBIC, "bicubic (MATLAB)", s, 0, "reference") for s in scales]
+    for t in [REFERENCE, *TASKS.values()]:
+        for v in t.variants:
+            out += [PlannedRun(t.number, v.name, v.label, s, 0,
+                               "reference" if t.number == 0 else "variant")
+                    for s in t.scales if s in scales]
+    return out
+
+
+def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4),
+                seeds: Iterable[int] | None = None, original: bool = True,
+                published: bool = True) -> pd.DataFrame:
+    """Every variant x set x scale of this study, with the original study's README numbers and
+    published reference rows beside it (long rows; ``source`` says where a number comes from)."""
+    runs = load_runs(profile, results_dir)
+    if seeds is not None and not runs.empty:
+        seeds = {int(s) for s in seeds}
+        runs = runs[runs.seed.isin(seeds) | (runs.variant == BICUBIC)]
+    agg = aggregate_seeds(runs)
+    rows = []
+    for p in study_rows(scales):
+        sub = agg[(agg.task == p.task) & (agg.variant == p.variant) & (agg.scale == p.scale)]
+        params, flops = _spec_costs(p.task, p.variant, p.scale)
+        row = dict(scale=p.scale, task=p.task, variant=p.variant, model=p.label,
+                   source=f"this study ({profile})", seeds=int(sub["n"].max()) if len(sub) else 0,
+                   params=params, gflops_720p=flops * FRAME_720P[0] * FRAME_720P[1] / 1e9,
+                   note="" if len(sub) else _not_run_note(p, profile))
+        for s in BENCHMARKS:
+            hit = sub[sub.set == s]
+            row[f"{s} PSNR"] = float(hit.psnr.iloc[0]) if len(hit) else math.nan
+            row[f"{s} SSIM"] = float(hit.ssim.iloc[0]) if len(hit) else math.nan
+        rows.append(row)
+        orig = ORIGINAL_README.get((p.task, p.variant, p.scale))
+        if original and orig:
+            rows.append(dict(scale=p.scale, task=p.task, variant=p.variant, model=p.label,
+                             source="original study (README)", seeds=1, params=None,
+                             gflops_720p=None, note=ORIGINAL_CAVEATS.get(p.task, ""),
+                             **{f"{s} PSNR": orig[s] for s in BENCHMARKS},
+                             **{f"{s} SSIM": math.nan for s in BENCHMARKS}))
+    if published:
+        for pub in PUBLISHED:
+            if pub.scale in set(int(s) for s in scales):
+                rows.append(dict(scale=pub.scale, task=None, variant=None,
+                                 model=f"{pub.method} (published)", source=pub.source, seeds=None,
+                                 params=pub.params, gflops_720p=None, note="",
+                                 **{f"{s} PSNR": pub.sets[s][0] for s in BENCHMARKS},
+                                 **{f"{s} SSIM": pub.sets[s][1] for s in BENCHMARKS}))
+    return pd.DataFrame(rows)
+
+
+def _not_run_note(p: PlannedRun, profile: str) -> str:
+    reason = skip_reason(p.task, p.variant, profile)
+    return f"not run: {reason}" if reason else "not run"
+
+
+def render_study_table(table: pd.DataFrame, profile: str) -> Html:
+    """The results page's table: one section per scale, our rows beside the literature's."""
+    parts = [profile_banner(profile).html]
+    for scale, sub in table.groupby("scale", sort=True):
+        body = []
+        for _, r in sub.iterrows():
+            ours = str(r.source).startswith("this study")
+            cls = "ablation-row ablation-ours" if ours else "ablation-row ablation-literature"
+            cells = "".join(
+                f"<td>{fmt_psnr(r[f'{s} PSNR'])}"
+                + (f" / {fmt_ssim(r[f'{s} SSIM'])}" if not math.isnan(r[f"{s} SSIM"]) else "")
+                + "</td>" for s in BENCHMARKS)
+            task = "" if r.task is None or (isinstance(r.task, float) and math.isnan(r.task)) \
+                else ("ref" if int(r.task) == 0 else int(r.task))
+            gfl = r.gflops_720p
+            gfl_s = "–" if gfl is None or (isinstance(gfl, float) and math.isnan(gfl)) or not gfl \
+                else f"{gfl:.1f}"
+            note = esc(r.note) if r.note else ""
+            if str(r.note).startswith("not run"):
+                note = f'<span class="ablation-not-run">{note}</span>'
+            body.append(f'<tr class="{cls}"><td>{task}</td><td>{esc(r.model)}</td>'
+                        f"<td>{esc(r.source)}</td>{cells}<td>{fmt_count(r.params)}</td>"
+                        f"<td>{gfl_s}</td><td>{note}</td></tr>")
+        head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
+        parts.append(f"<h3>x{int(scale)}</h3>"
+                     f'<table class="ablation-study"><thead><tr><th>task</th><th>model</th>'
+                     f"<th>source</th>{head}<th>params</th><th>GFLOPs at 1280x720</th>"
+                     f"<th>note</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
+    parts.append("<p>Cells: PSNR (dB) / SSIM on Y, BT.601, <code>scale</code> pixels shaved. "
+                 "The original study reported PSNR only, selected checkpoints on test sets and "
+                 "evaluated on non-standard files (see <i>Differences from the original "
+                 "study</i>); published rows come from the papers and re-evaluations "
+                 "named in the source column.</p>")
+    return Html("".join(parts), table.to_string())
+
+
+def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2, 3, 4),
+                  seeds: Iterable[int] | None = None) -> Html:
+    """The full-study table of the results page (one call in the notebook)."""
+    return render_study_table(study_table(profile, results_dir, scales, seeds), profile)
+
+
+def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | None = None,
+                seeds: Iterable[int] | None = None) -> FigureFiles:
+    """PSNR against GFLOPs at 1280x720 for every finished run at ``scale`` (log x)."""
+    runs = load_runs(profile, results_dir)
+    if seeds is not None and not runs.empty:
+        runs = runs[runs.seed.isin({int(s) for s in seeds}) | (runs.variant == BICUBIC)]
+    agg = aggregate_seeds(runs)
+    agg = agg[(agg.scale == scale) & (agg.variant != BICUBIC)] if not agg.empty else agg
+    set_name = set_name or (ordered_sets(agg.set)[0] if not agg.empty else "Set5")
+    sub = agg[agg.set == set_name] if not agg.empty else agg
+    fig = new_figure(7, 4.2)
+    ax = fig.subplots()
+    for i, (_, r) in enumerate(sub.iterrows()):
+        ax.scatter(max(r.gflops_720p, 1e-3), r.psnr, color=f"C{i % 10}")
+        ax.annotate(f"{int(r.task)}: {r.variant}", (max(r.gflops_720p, 1e-3), r.psnr),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    bic = runs[(runs.variant == BICUBIC) & (runs.scale == scale) & (runs.set == set_name)] \
+        if not runs.empty else runs
+    if len(bic):
+        ax.axhline(float(bic.psnr.mean()), color="gray", ls="--", lw=1, label="bicubic")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", xlabel="GFLOPs per 1280x720 output frame",
+           ylabel=f"{set_name} PSNR (dB)")
+    if sub.empty:
+        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(f"{smoke_note(profile)}Cost against quality at x{scale} (profile {profile})",
+                 fontsize=9)
+    png, svg = save_figure(fig, f"study-x{scale}-cost", profile, results_dir)
+    return FigureFiles([png], [svg], "Each point: mean over seeds of one variant.")
+
+
+def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2,),
+                     seeds: Iterable[int] | None = None) -> Html:
+    """Every task's computed conclusion, plus where the best small net stands against bicubic
+    and EDSR-baseline (all from ``results/<profile>``)."""
+    runs = load_runs(profile, results_dir)
+    bands = noise_bands(runs)
+    seeds = sorted({int(s) for s in seeds}) if seeds is not None else \
+        (sorted(int(s) for s in runs.seed.unique()) if not runs.empty else [0])
+    blocks = [profile_banner(profile).html, _overall_html(runs, profile, scales, seeds)]
+    for t in TASKS.values():
+        sc = [s for s in t.scales if s in set(int(x) for x in scales)]
+        if not sc:
+            continue
+        table = task_table(planned_runs(t.number, sc, seeds, (), profile), runs, profile)
+        lines = conclusion_text(t.number, table, profile, bands)
+        lines = [line for line in lines if SMOKE_WARNING not in line]
+        items = "".join(f"<li>{line}</li>" for line in lines)
+        blocks.append(f"<h3>Task {t.number}: {esc(t.title)}</h3><p><i>{esc(t.question)}</i></p>"
+                      f"<ul>{items}</ul>")
+    return Html("".join(blocks), f"conclusions for profile {profile}")
+
+
+def _overall_html(runs: pd.DataFrame, profile: str, scales: Iterable[int],
+                  seeds: list[int]) -> str:
+    """Best small net per scale and set, against bicubic and our EDSR-baseline."""
+    if runs.empty:
+        return "<p>No finished runs yet: run <code>ablation sweep</code>.</p>"
+    agg = aggregate_seeds(runs[runs.seed.isin(seeds) | (runs.variant == BICUBIC)])
+    items = []
+    for scale in scales:
+        for s in ordered_sets(agg.set):
+            sub = agg[(agg.scale == scale) & (agg.set == s)]
+            small = sub[(sub.task != 0) & (sub.variant != BICUBIC)]
+            if small.empty:
+                continue
+            best = small.loc[small.psnr.idxmax()]
+            text = (f"<b>x{scale}, {esc(s)}</b>: the best small net is <i>{esc(best.label)}</i> "
+                    f"(task {int(best.task)}) at {best.psnr:.2f} dB")
+            for variant, name in ((BICUBIC, "bicubic"), ("edsr_baseline", "our EDSR-baseline")):
+                ref = sub[sub.variant == variant]
+                if len(ref):
+                    text += f", {best.psnr - float(ref.psnr.iloc[0]):+.2f} dB against {name}"
+            items.append(f"<li>{text}.</li>")
+    smoke = f"<p><b>{SMOKE_WARNING}.</b></p>" if is_smoke(profile) else ""
+    return f"{smoke}<h3>Overall</h3><ul>{''.join(items)}</ul>"
+
+
+# --------------------------------------------------------------------------- method page
+
+
+def profiles_table() -> pd.DataFrame:
+    """The three profiles' training settings, read from ablation.config (never typed)."""
+    defaults = TrainConfig()
+    rows = []
+    for name in PROFILE_NAMES:
+        c = make_config(name)
+        rows.append({
+            "profile": name,
+            "iterations": f"{c.iterations:,}",
+            "batch": c.batch_size,
+            "LR patch (px)": c.lr_patch,
+            "peak learning rate": f"{c.learning_rate:g}",
+            "schedule": c.schedule if c.schedule == "onecycle"
+            else f"step (halved after {c.step_at:.0%})",
+            "training set": c.train_set,
+            "validation images": c.val_images,
+            "evaluated on": ", ".join(c.eval_sets),
+            "overrides of the defaults": ", ".join(sorted(k for k in PROFILES[name]
+                                                          if getattr(defaults, k, None)
+                                                          != PROFILES[name][k])) or "none",
+        })
+    return pd.DataFrame(rows).set_index("profile")
+
+
+def method_profiles(profile: str = "cpu") -> Html:
+    """The profiles table with the page's profile highlighted."""
+    table = profiles_table().T
+    head = "".join(f"<th>{esc(p)}{' (this book)' if p == profile else ''}</th>"
+                   for p in table.columns)
+    body = "".join(f"<tr><th>{esc(k)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>"
+                   for k, r in table.iterrows())
+    return Html(profile_banner(profile).html +
+                f'<table class="ablation-profiles"><thead><tr><th></th>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>", table.to_string())

@@ -1,0 +1,382 @@
+"""The training loop: one function for a 2-core laptop and an H100 alike.
+
+Read top to bottom: device and precision, data (decoded cache -> on-device patch sampler),
+the learning-rate schedule, then :func:`train` itself, which checkpoints atomically (weights,
+optimizer, scheduler, RNG, iteration) so that a run killed at any moment resumes *exactly*: on
+CPU an interrupted-and-resumed run ends with bit-identical weights to an uninterrupted one.
+
+Hot loop per iteration: sample (one gather), forward (channels_last, bf16/fp16 autocast on GPU),
+loss, backward, Adam step. The loss is only copied to the host every ``log_every`` steps.
+Under ``torchrun`` the same function uses DistributedDataParallel (per-rank sampler seeds,
+rank 0 writes files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ablation import __version__, data, paths
+from ablation.cache import load_decoded
+from ablation.checkpoint import save_checkpoint, unwrap
+from ablation.config import TrainConfig, config_hash, make_config
+from ablation.degradation import bicubic_down, modcrop, quantize
+from ablation.errors import AblationError, CheckpointError
+from ablation.images import atomic_write_bytes, atomic_write_text, read_image
+from ablation.losses import make_loss
+from ablation.metrics import psnr
+from ablation.models import ModelSpec, SRNet, build_model
+from ablation.sampler import PatchSampler
+from ablation.tasks import Variant
+
+
+class TrainingDiverged(AblationError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    model: SRNet
+    history: pd.DataFrame
+    config: TrainConfig
+    config_hash: str
+    seconds: float
+    device: str
+    out_dir: Path | None
+    data_fingerprint: str
+
+
+# --------------------------------------------------------------------------- device
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 on GPUs that support it, else fp16; fp32 on CPU (bf16 is slower without AMX)."""
+    if device.type != "cuda" or config.amp == "off":
+        return None
+    if config.amp == "fp16" or (config.amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) otherwise."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def split_files(config: TrainConfig, data_dir=None) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files); validation is never a test set."""
+    files = data.train_files(config.train_set, data_dir)
+    if config.train_set == "div2k":
+        return files, data.div2k_valid_files(data_dir, 801, 800 + config.val_images)
+    if len(files) <= config.val_images:
+        raise data.DataError(f"{config.train_set}: only {len(files)} images, fewer than "
+                             f"val_images + 1 = {config.val_images + 1}; use a bigger set")
+    # hold out an evenly spread subset (deterministic) from the sorted list
+    step = len(files) / config.val_images
+    val_idx = {int(i * step + step / 2) for i in range(config.val_images)}
+    train = [f for i, f in enumerate(files) if i not in val_idx]
+    val = [f for i, f in enumerate(files) if i in val_idx]
+    return train, val
+
+
+def data_fingerprint(files: list[Path]) -> str:
+    """Content-independent of paths and mtimes: names and sizes, so a fresh fetch matches."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}|{f.stat().st_size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def validation_pairs(files: list[Path], scale: int, crop: int = 192):
+    """Centre crops (HR side <= ``crop``) of the validation images as (lr, hr) float tensors."""
+    pairs = []
+    for f in files:
+        img = read_image(f)
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        hr = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].double()
+        h, w = hr.shape[-2:]
+        ch, cw = min(h, crop), min(w, crop)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        hr = modcrop(hr[..., top:top + ch, left:left + cw], scale)
+        pairs.append((quantize(bicubic_down(hr, scale)).float(), hr))
+    return pairs
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, pairs, scale: int, device: torch.device) -> float:
+    """Mean Y-PSNR on the validation pairs (protocol metric, border = scale)."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    for lr, hr in pairs:
+        sr = model(lr.to(device)).double().cpu()
+        scores.append(psnr(sr, hr, border=scale))
+    model.train(was_training)
+    return float(np.mean(scores))
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def lr_factor(config: TrainConfig, iteration: int) -> float:
+    """Multiplier of ``learning_rate`` at ``iteration`` (0-based).
+
+    onecycle: linear warm-up from 1/25 over ``warmup`` of the run, then cosine down to 1/1000:
+    a short budget tolerates (and needs) a high peak rate. step: 1, halved after ``step_at``
+    (the paper recipe: 1e-4 halved at 200k of 300k).
+    """
+    n = config.iterations
+    if config.schedule == "step":
+        return 0.5 if iteration >= int(round(config.step_at * n)) else 1.0
+    warm = max(1, int(config.warmup * n))
+    if iteration < warm:
+        return 1 / 25 + (1 - 1 / 25) * iteration / warm
+    t = (iteration - warm) / max(1, n - warm)
+    return 1e-3 + (1 - 1e-3) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    state = {"sampler": gen.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _save_state(path: Path, model, optimizer, scheduler, scaler, gen, iteration: int,
+                chash: str, history: list[dict]) -> None:
+    save_checkpoint(
+        path, unwrap(model), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+        scaler=scaler.state_dict() if scaler is not None else {}, rng=_rng_state(gen),
+        iteration=iteration, config_hash=chash,
+        history=pd.DataFrame(history).to_csv(index=False) if history else "",
+    )
+
+
+def _load_state(path: Path, model, optimizer, scheduler, scaler, gen, chash: str):
+    """Restore a state checkpoint in place; returns (iteration, history rows) or None."""
+    from ablation.checkpoint import read_checkpoint
+
+    try:
+        state = read_checkpoint(path)
+    except CheckpointError:
+        return None  # unreadable: start over (the run folder's other files are untouched)
+    if state.get("config_hash") != chash:
+        return None
+    unwrap(model).load_state_dict(state["model"], strict=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    gen.set_state(state["rng"]["sampler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    rows = pd.read_csv(io.StringIO(state["history"])).to_dict("records") \
+        if state.get("history") else []
+    return int(state["iteration"]), rows
+
+
+def environment_info(device: torch.device) -> dict:
+    info = dict(python=platform.python_version(), torch=torch.__version__, ablation=__version__,
+                numpy=np.__version__, platform=platform.platform(), device=str(device),
+                threads=torch.get_num_threads())
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+# --------------------------------------------------------------------------- train
+
+
+def train(
+    spec_or_variant: ModelSpec | Variant,
+    scale: int,
+    profile: str = "cpu",
+    *,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    loss: str | None = None,
+    data_dir=None,
+    vgg_weights: str | None = None,
+    **overrides,
+) -> RunResult:
+    """Train one network; returns the final model and its history.
+
+    Args:
+        spec_or_variant: a :class:`ModelSpec` (loss L1 unless ``loss``) or a task ``Variant``.
+        scale: 2, 3 or 4.
+        profile: "smoke", "cpu" or "paper"; ``overrides`` change any :class:`TrainConfig` field.
+        out_dir: where ``state.pt``, ``model.pt``, ``history.csv`` and ``run.json`` go; with
+            ``resume`` a matching ``state.pt`` there is continued exactly.
+    """
+    config = make_config(profile, **overrides)
+    if isinstance(spec_or_variant, Variant):
+        spec, loss_kind = spec_or_variant.spec, loss or spec_or_variant.loss
+    else:
+        spec, loss_kind = spec_or_variant, loss or "l1"
+    rank, world = dist_info()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend)
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    out = Path(out_dir) if out_dir is not None else None
+    writer = rank == 0 and out is not None
+
+    train_files, val_files = split_files(config, data_dir)
+    fingerprint = data_fingerprint(train_files + val_files)
+    chash = config_hash(config, spec=spec.to_dict(), scale=scale, loss=loss_kind,
+                        data=fingerprint)
+    decoded = load_decoded(train_files, scale, paths.data_dir(data_dir) / "cache",
+                           label=Path(config.train_set).name, min_lr_size=config.lr_patch,
+                           fingerprint=fingerprint)
+    val_pairs = validation_pairs(val_files, scale)
+
+    torch.manual_seed(config.seed)  # identical init on every rank
+    model = build_model(spec, scale).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(config.seed * 1009 + rank + 1)
+    sampler = PatchSampler(decoded, config.lr_patch, max(1, config.batch_size // world),
+                           device, gen, config.blur_sigma, config.noise_sigma)
+    loss_fn = make_loss(loss_kind, config.pixel_weight, config.perceptual_backbone,
+                        vgg_weights).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
+                                 betas=tuple(config.adam_betas), eps=config.adam_eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(config, i))
+    amp_dtype = autocast_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    start, history = 0, []
+    state_path = out / "state.pt" if out is not None else None
+    if resume and state_path is not None and state_path.exists():
+        restored = _load_state(state_path, model, optimizer, scheduler, scaler, gen, chash)
+        if restored is not None:
+            start, history = restored
+
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        net = torch.compile(net)
+
+    if writer:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_run_json(out, config, spec, scale, loss_kind, chash, fingerprint, device,
+                        seconds=None, loss_module=loss_fn)
+
+    t0 = time.perf_counter()
+    elapsed_before = history[-1]["seconds"] if history else 0.0
+    running = torch.zeros((), device=device)
+    n_running = 0
+    bad_iter = torch.full((), -1, device=device, dtype=torch.long)
+    bar = _progress(config, start, rank)
+    autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                else contextlib.nullcontext())
+    model.train()
+    for it in range(start, config.iterations):
+        lr_img, hr_img = sampler.sample()
+        if config.channels_last:
+            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+        with autocast:
+            sr_img = net(lr_img)
+        loss = loss_fn(sr_img.float(), hr_img)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+        ld = loss.detach()
+        running += ld
+        n_running += 1
+        bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(ld), it + 1, bad_iter)
+        done = it + 1
+        is_ckpt = done % config.checkpoint_every == 0 or done == config.iterations
+        is_val = done % config.val_every == 0 or done == config.iterations
+        if done % config.log_every == 0 or is_ckpt or is_val:
+            bad = int(bad_iter.item())
+            if bad >= 0:
+                bar.close()
+                where = f"; last good checkpoint kept: {state_path}" if state_path and \
+                    state_path.exists() else ""
+                raise TrainingDiverged(
+                    f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
+                    "or check the data")
+            row = dict(iteration=done, loss=running.item() / n_running,
+                       learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
+                       seconds=elapsed_before + time.perf_counter() - t0)
+            running.zero_()
+            n_running = 0
+            if is_val and rank == 0:
+                row["val_psnr"] = validate(model, val_pairs, scale, device)
+            history.append(row)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}", refresh=False)
+            if is_ckpt and writer:
+                _save_state(state_path, model, optimizer, scheduler, scaler, gen, done, chash,
+                            history)
+                atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        bar.update(1)
+    bar.close()
+    seconds = elapsed_before + time.perf_counter() - t0
+    model.eval()
+    if writer:
+        save_checkpoint(out / "model.pt", model, config=config.to_dict(), config_hash=chash,
+                        data_fingerprint=fingerprint, loss=loss_kind, iteration=config.iterations)
+        atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
+        _write_run_json(out, config, spec, scale, loss_kind, chash, fingerprint, device,
+                        seconds=seconds, loss_module=loss_fn)
+    return RunResult(model, pd.DataFrame(history), config, chash, seconds, str(device), out,
+                     fingerprint)
+
+
+def _progress(config: TrainConfig, start: int, rank: int):
+    from tqdm.auto import tqdm
+
+    interactive = sys.stderr.isatty()
+    return tqdm(total=config.iterations, initial=start, desc="train", unit="it",
+                disable=not config.progress or rank != 0, dynamic_ncols=True,
+                mininterval=0.5 if interactive else 15.0, file=sys.stderr)
+
+
+def _write_run_json(out: Path, config: TrainConfig, spec: ModelSpec, scale: int, loss: str,
+                    chash: str, fingerprint: str, device: torch.device, seconds, loss_module):
+    import json
+
+    meta = dict(config=config.to_dict(), spec=spec.to_dict(), scale=scale, loss=loss,
+                config_hash=chash, data_fingerprint=fingerprint, train_seconds=seconds,
+                finished=seconds is not None, environment=environment_info(device),
+                perceptual_backbone=getattr(loss_module, "backbone", None))
+    atomic_write_bytes(out / "run.json", json.dumps(meta, indent=2, default=list).encode())
