@@ -21,9 +21,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ablation.errors import AblationError, ConfigError
-from ablation.tasks import TASKS, Task
+
+if TYPE_CHECKING:
+    from ablation.tasks import Task
 
 STATIC_PAGES = ("intro", "background", "differences")  # book/<name>.md, hand-written prose
 BOOK_FILES = ("_config.yml", "_toc.yml")
@@ -66,6 +69,8 @@ def task_title(task: Task, scale: int | None = None) -> str:
 
 def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None) -> list[Page]:
     """One page per task and scale the task defines (optionally only some tasks/scales)."""
+    from ablation.tasks import TASKS
+
     out = []
     for t in TASKS.values():
         if tasks is not None and t.number not in tasks:
@@ -120,7 +125,7 @@ def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
         "seeds = [0]  # several seeds give mean ± std and the seed-noise band",
     ]
     if variants:
-        lines.append("variants = []  # variant names of this task; empty = all")
+        lines.append("variants = []  # variant names of this task; empty list: all of them")
     lines += [
         "data_dir = None  # None: $ABLATION_DATA or ./data",
         "results_dir = None  # None: $ABLATION_RESULTS or ./results",
@@ -132,6 +137,8 @@ def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
 
 
 def _task_intro(t: Task) -> str:
+    from ablation.tasks import TASKS
+
     if t.compare_to:
         against = ", ".join(f"*{TASKS[bt].variant(bv).label}* (task {bt})"
                             for bt, bv in t.compare_to)
@@ -139,7 +146,7 @@ def _task_intro(t: Task) -> str:
         against = "the bicubic baseline"
     variants = "\n".join(
         f"- `{v.name}`: {v.label}" + (f" ({v.note})" if v.note else "")
-        + ("" if v.cpu else "; run under the paper profile only") for v in t.variants)
+        + ("" if v.cpu or v.note else " (paper profile only)") for v in t.variants)
     scales = ", ".join(f"x{s}" for s in t.scales)
     return f"""
 # {task_title(t)}
@@ -282,6 +289,8 @@ def study_notebook(page: Page) -> dict:
 
 def notebooks() -> dict[str, dict]:
     """File name -> notebook, for every source notebook of the book."""
+    from ablation.tasks import TASKS
+
     out = {f"{t.key}.ipynb": task_notebook(t) for t in TASKS.values()}
     out.update({p.notebook: study_notebook(p) for p in STUDY_PAGES})
     return out

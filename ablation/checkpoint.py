@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import torch
 
 from ablation import __version__
-from ablation.errors import CheckpointError
+from ablation.errors import CheckpointError, check_choice
 from ablation.images import atomic_write_bytes
-from ablation.models import ModelSpec, SRNet, build_model
+from ablation.models import SCALES, ModelSpec, SRNet, build_model
 
 FORMAT = "sr-ablation-checkpoint-v1"
 
@@ -56,8 +57,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, or a pickle with code in it
-        kind = "unsafe pickle (contains code)" if "weights_only" in str(exc) \
-            or "Unsupported global" in str(exc) else "corrupt or truncated"
+        unsafe = re.search(r"unsupported global", str(exc), re.IGNORECASE)
+        kind = "unsafe pickle (contains code)" if unsafe else "corrupt or truncated"
         raise CheckpointError(
             f"{path}: refusing to load: {kind}; delete it and retrain or re-download it"
         ) from None
@@ -77,8 +78,13 @@ def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
     Returns ``(model in eval mode on CPU, checkpoint dict)``.
     """
     state = read_checkpoint(path)
-    spec = ModelSpec.from_dict(state["spec"])
-    scale = int(state["scale"])
+    try:
+        spec = ModelSpec.from_dict(state["spec"])
+        scale = int(state["scale"])
+        check_choice("scale", scale, SCALES)
+        weights = state["model"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({exc}); retrain it") from None
     if expect_spec is not None and expect_spec != spec:
         raise CheckpointError(f"{path}: checkpoint architecture {spec} differs from the "
                               f"requested {expect_spec}; evaluate it with its own spec")
@@ -87,7 +93,7 @@ def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
                               "pick the checkpoint trained at that scale")
     model = build_model(spec, scale)
     try:
-        model.load_state_dict(state["model"], strict=True)
+        model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: weights don't fit the stored spec ({first}); the file is "

@@ -153,6 +153,8 @@ class ModelSpec:
             raise ConfigError(f"n_blocks, n_feats, n_groups must be positive: {self}")
         if self.n_groups and self.block != "rcab":
             raise ConfigError("n_groups > 0 (RCAN residual groups) needs block='rcab'")
+        if self.reduction < 1:
+            raise ConfigError(f"reduction must be a positive integer, got {self.reduction}")
         if self.block == "rcab" and self.n_feats % self.reduction:
             raise ConfigError(f"n_feats {self.n_feats} not divisible by reduction {self.reduction}")
 
@@ -248,13 +250,15 @@ def count_params(spec: ModelSpec, scale: int) -> int:
     act = f if s.act == "prelu" else 0
     if s.input == "bicubic":
         n += act
-    ca = _conv_params(f, f // s.reduction, True, 1) + _conv_params(f // s.reduction, f, True, 1)
     if s.block == "conv":
         block = _conv_params(f, f, s.bias) + act
     elif s.block == "conv_bn":
         block = _conv_params(f, f, False) + 2 * f + act
     else:
-        block = 2 * _conv_params(f, f, s.bias) + act + (ca if s.block == "rcab" else 0)
+        block = 2 * _conv_params(f, f, s.bias) + act
+        if s.block == "rcab":  # channel attention: two 1x1 convs with bias
+            r = f // s.reduction
+            block += _conv_params(f, r, True, 1) + _conv_params(r, f, True, 1)
     body = s.n_blocks * block
     if s.n_groups:
         body = s.n_groups * (body + _conv_params(f, f, s.bias))

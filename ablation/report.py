@@ -50,6 +50,7 @@ RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim
 # Images of the visual comparison, in order of preference (those in the profile's eval sets).
 DEFAULT_IMAGES = (("Set5", "butterfly"), ("Set14", "zebra"), ("Urban100", "img_004"),
                   ("Set5", "bird"), ("B100", "img_001"), ("Set5", "woman"))
+TABLE_STYLE = "overflow-x:auto; font-size:0.85em"
 CROP_HR = 96  # side of the zoomed crop in HR pixels (divisible by 2, 3 and 4)
 
 # --------------------------------------------------------------------------- literature data
@@ -320,6 +321,7 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            warnings.filterwarnings("ignore", message="IProgress not found")
             m = run_variant(run.task, run.variant, run.scale, profile, run.seed,
                             results_dir=results_dir, data_dir=data_dir, retrain=retrain,
                             progress=progress, **overrides)
@@ -500,7 +502,7 @@ def render_task_table(table: pd.DataFrame, profile: str) -> Html:
     Rows carry ``class="ablation-row ablation-<role>"`` so tests can count them.
     """
     sets = table_sets(table)
-    head = "".join(f"<th>{esc(s)} PSNR</th><th>{esc(s)} SSIM</th>" for s in sets)
+    head = "".join(f"<th>{esc(s)}<br/>PSNR / SSIM</th>" for s in sets)
     best = _best_per_scale(table, sets)
     body = []
     for _, r in table.iterrows():
@@ -509,7 +511,7 @@ def render_task_table(table: pd.DataFrame, profile: str) -> Html:
             p = fmt_psnr(r[f"{s} PSNR"], r[f"{s} PSNR std"])
             if best.get((r.scale, s)) == r.variant and p != "–":
                 p = f"<b>{p}</b>"
-            cells.append(f"<td>{p}</td><td>{fmt_ssim(r[f'{s} SSIM'])}</td>")
+            cells.append(f"<td>{p} / {fmt_ssim(r[f'{s} SSIM'])}</td>")
         not_run = str(r.status).startswith("not run")
         status = f'<span class="ablation-not-run">{esc(r.status)}</span>' if not_run \
             else esc(r.status)
@@ -520,9 +522,10 @@ def render_task_table(table: pd.DataFrame, profile: str) -> Html:
             f"<td>{r.seeds}</td>{''.join(cells)}<td>{fmt_count(r.params)}</td>"
             f"<td>{fmt_count(r['FLOPs/pixel'])}</td><td>{gfl}</td><td>{status}</td></tr>")
     table_html = (
-        '<table class="ablation-results"><thead><tr><th>model</th><th>role</th><th>scale</th>'
-        f"<th>seeds</th>{head}<th>params</th><th>FLOPs/pixel</th><th>GFLOPs at 1280x720</th>"
-        f"<th>status</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
+        f'<div style="{TABLE_STYLE}"><table class="ablation-results"><thead><tr><th>model</th>'
+        f"<th>role</th><th>scale</th><th>seeds</th>{head}<th>params</th><th>FLOPs per "
+        "pixel</th><th>GFLOPs per 1280x720</th><th>status</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>")
     note = ("<p>PSNR in dB and SSIM on Y (BT.601), <code>scale</code> pixels shaved, output "
             "rounded to 8 bits; mean ± std over seeds when there are several. Bold: best on the "
             "set at that scale.</p>")
@@ -982,10 +985,10 @@ def render_study_table(table: pd.DataFrame, profile: str) -> Html:
                         f"<td>{esc(r.source)}</td>{cells}<td>{fmt_count(r.params)}</td>"
                         f"<td>{gfl_s}</td><td>{note}</td></tr>")
         head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
-        parts.append(f"<h3>x{int(scale)}</h3>"
+        parts.append(f"<h3>x{int(scale)}</h3><div style=\"{TABLE_STYLE}\">"
                      f'<table class="ablation-study"><thead><tr><th>task</th><th>model</th>'
-                     f"<th>source</th>{head}<th>params</th><th>GFLOPs at 1280x720</th>"
-                     f"<th>note</th></tr></thead><tbody>{''.join(body)}</tbody></table>")
+                     f"<th>source</th>{head}<th>params</th><th>GFLOPs per 1280x720</th>"
+                     f"<th>note</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>")
     parts.append("<p>Cells: PSNR (dB) / SSIM on Y, BT.601, <code>scale</code> pixels shaved. "
                  "The original study reported PSNR only, selected checkpoints on test sets and "
                  "evaluated on non-standard files (see <i>Differences from the original "

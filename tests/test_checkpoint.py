@@ -124,9 +124,6 @@ def test_garbage_file_is_refused(tmp_path):
     assert "refusing to load" in _one_line(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "read_checkpoint labels any failing weights-only unpickle as 'unsafe pickle' because "
-    "torch's error text always mentions weights_only; a damaged non-zip file is 'corrupt'"))
 def test_garbage_file_is_called_corrupt_not_unsafe(tmp_path):
     path = tmp_path / "m.pt"
     path.write_bytes(b"garbage" * 10)
@@ -220,10 +217,6 @@ def test_save_overwrites_and_creates_folders(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["m.pt"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "load_model trusts a checkpoint's structure once the format tag matches: a missing "
-    "'model'/'spec' key raises KeyError (a traceback in the CLI) and a bad spec or scale "
-    "raises ConfigError without the file's path, instead of a one-line CheckpointError"))
 @pytest.mark.parametrize("broken", ["no model", "no spec", "bad spec", "bad scale"])
 def test_tagged_but_malformed_checkpoint_is_a_checkpoint_error(tmp_path, broken):
     state = {"format": FORMAT, "spec": SMALL.to_dict(), "scale": 2,

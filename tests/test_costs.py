@@ -55,8 +55,8 @@ def test_cost_ordering_sanity(table):
         assert by[(task, name, 2)].flops_per_pixel == base.flops_per_pixel
     # PReLU adds one slope per channel per body activation (6 x 64).
     assert by[(7, "prelu", 2)].params - base.params == 6 * 64
-    # Batch norm: drops 6 conv biases, adds 6 x (gamma, beta): +6 * 64 net.
-    assert by[(5, "batchnorm", 2)].params - base.params == 6 * 64
+    # Batch norm on the bias-free baseline adds 6 x (gamma, beta).
+    assert by[(5, "batchnorm", 2)].params - base.params == 6 * 2 * 64
     # Task 3 runs its 8 convs at HR size: 2 * 9 * (3*64 + 6*64*64 + 64*3) per HR pixel.
     assert by[(3, "8layers_grc", 2)].flops_per_pixel == 2 * 9 * (3 * 64 + 6 * 64 * 64 + 64 * 3)
     assert by[(3, "8layers_grc", 2)].flops_per_pixel == 449_280

@@ -213,11 +213,21 @@ def test_weights_path_explicit_and_env(tmp_path, monkeypatch, no_env):
     assert vgg19_weights_path(cache_dir=tmp_path / "cache", download=False) == f
 
 
-def test_weights_path_finds_cached_file(tmp_path, no_env):
+def test_weights_path_finds_cached_file(tmp_path, no_env, monkeypatch):
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / losses.VGG19_FILE).write_bytes(b"x")
+    monkeypatch.setattr(losses, "VGG19_SHA256", hashlib.sha256(b"x").hexdigest())
     assert vgg19_weights_path(cache_dir=cache, download=False) == cache / losses.VGG19_FILE
+
+
+def test_cached_file_with_wrong_hash_is_not_used(tmp_path, no_env):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / losses.VGG19_FILE).write_bytes(b"not the weights")
+    with pytest.raises(DataError, match="needs VGG19 weights"):
+        vgg19_weights_path(cache_dir=cache, download=False)
+    assert not (cache / losses.VGG19_FILE).exists()
 
 
 def test_missing_weights_offline(tmp_path, no_env, monkeypatch):

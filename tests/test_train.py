@@ -17,7 +17,9 @@ import torch
 from ablation.cache import load_decoded
 from ablation.config import make_config
 from ablation.degradation import bicubic_down, quantize
+from ablation.models import count_params
 from ablation.sampler import PatchSampler, augment
+from ablation.tasks import BASELINE
 from ablation.train import lr_factor, split_files
 
 WORKER = """
@@ -125,7 +127,7 @@ def test_run_variant_writes_and_reuses(data_dir, tmp_path):
         assert (folder / name).exists(), name
     saved = json.loads((folder / "metrics.json").read_text())
     assert saved["sets"]["Set5"]["n_images"] == 5
-    assert saved["params"] == 372803
+    assert saved["params"] == count_params(BASELINE, 2) == 372352
     again = run_variant(4, "baseline", 2, "smoke", seed=0, results_dir=tmp_path,
                         data_dir=data_dir, progress=False)
     assert again["reused"] and again["config_hash"] == saved["config_hash"]

@@ -1,0 +1,513 @@
+"""``ablation sweep``: execute the book's notebooks with papermill, resumably.
+
+One executed copy per task and scale (only the scales a task defines) goes into the book folder
+(``book/tasks/task04-x2.ipynb``), then the method, results and conclusion pages
+(``book/pages/``). Each executed page gets a small JSON stamp beside it (``.<page>.json``):
+its parameters, a digest of its source notebook and the config hash of every run it shows. A
+page whose stamp still matches (same parameters, same notebook, runs unchanged in the results
+folder) is reused, not re-executed.
+
+Safety: a page is executed into a temporary file and renamed into place when done, and its
+stamp is removed before and written after, so a killed sweep never leaves a half-written page
+that a later sweep would take as done. A failing notebook doesn't stop the others; its page
+shows the error (papermill's executed notebook, or a generated page naming the failure).
+``<results>/<profile>/.sweep.lock`` (an flock, released if the holder dies) keeps a second
+sweep on the same results folder out: it refuses with one line, or waits with ``--wait``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablation import paths
+from ablation.book import (
+    CONCLUSION,
+    METHOD,
+    RESULTS,
+    Page,
+    notebook_text,
+    placeholder_notebook,
+    source_notebook,
+    task_pages,
+)
+from ablation.errors import AblationError, ConfigError, check_choice
+
+SCALES = (2, 3, 4)
+PROFILES = ("smoke", "cpu", "paper")
+TMP_DIR = ".sweep-tmp"
+
+
+class SweepLocked(AblationError):
+    """Another sweep holds the results folder's lock."""
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+@dataclass
+class Job:
+    """One page to execute: its source, parameters, output and what makes it up to date."""
+
+    page: Page
+    params: dict
+    output: Path
+    expected_runs: list[str] = field(default_factory=list)  # run keys that must be finished
+    depends_on_all: bool = False  # results / conclusion read every run of the profile
+    phase: int = 1  # 1: task pages and method (parallel), 2: results, 3: conclusion
+
+    @property
+    def stamp(self) -> Path:
+        return self.output.with_name(f".{self.output.stem}.json")
+
+
+@dataclass
+class Settings:
+    """Resolved sweep options."""
+
+    tasks: list[int]
+    scales: list[int]
+    profile: str
+    seeds: list[int]
+    results_dir: Path
+    data_dir: str | None
+    book_dir: Path
+    device: str = "auto"
+    iterations: int | None = None
+    notebooks: Path | None = None
+    pages: bool = True
+    jobs: int = 1
+
+    @property
+    def results_root(self) -> Path:
+        return self.results_dir / self.profile
+
+
+def plan(s: Settings) -> list[Job]:
+    """Every page the sweep owns, in execution order."""
+    from ablation.report import planned_runs
+    from ablation.tasks import TASKS
+
+    common = dict(profile=s.profile, seeds=list(s.seeds), data_dir=s.data_dir,
+                  results_dir=str(s.results_dir), device=s.device, iterations=s.iterations,
+                  retrain=False)
+    jobs = []
+    for page in task_pages(s.tasks, s.scales):
+        runs = planned_runs(page.task, [page.scale], s.seeds, (), s.profile)
+        jobs.append(Job(page, dict(common, scales=[page.scale], variants=[]),
+                        page.output(s.book_dir), [r.key for r in runs if not r.skip_reason]))
+    if not s.pages:
+        return jobs
+    jobs.append(Job(METHOD, dict(profile=s.profile), METHOD.output(s.book_dir)))
+    ref_scales = [x for x in TASKS[1].scales if x in s.scales]
+    if ref_scales:
+        refs = planned_runs(0, ref_scales, s.seeds, (), s.profile)
+        jobs.append(Job(RESULTS, dict(common, scales=ref_scales), RESULTS.output(s.book_dir),
+                        [r.key for r in refs if not r.skip_reason], True, 2))
+    jobs.append(Job(CONCLUSION, dict(profile=s.profile, scales=list(s.scales),
+                                     seeds=list(s.seeds), results_dir=str(s.results_dir)),
+                    CONCLUSION.output(s.book_dir), [], True, 3))
+    return jobs
+
+
+# --------------------------------------------------------------------------- up to date?
+
+
+def run_hash(results_root: Path, key: str) -> str | None:
+    """Config hash of the finished run ``key`` ('task04/baseline/x2/seed0'), else None."""
+    from ablation.results import read_metrics
+
+    m = read_metrics(results_root / key)
+    return None if m is None else m.get("config_hash")
+
+
+def results_digest(results_root: Path) -> str:
+    """Digest of every finished run of a profile (path, config hash, mtime)."""
+    h = hashlib.sha256()
+    for f in sorted(results_root.glob("task*/*/x*/seed*/metrics.json")):
+        try:
+            m = json.loads(f.read_text())
+            h.update(f"{f.relative_to(results_root)} {m.get('config_hash')} "
+                     f"{f.stat().st_mtime_ns}\n".encode())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return h.hexdigest()[:16]
+
+
+def source_digest(nb) -> str:
+    """Digest of a notebook's cells (type and source), ignoring metadata and outputs."""
+    cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
+    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+
+
+def read_stamp(job: Job) -> dict | None:
+    try:
+        return json.loads(job.stamp.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
+    """True when the page exists and nothing it shows has changed since it was executed."""
+    stamp = read_stamp(job)
+    if stamp is None or not job.output.exists() or stamp.get("status") != "ok":
+        return False
+    if stamp.get("params") != _jsonable(job.params) or stamp.get("source") != src_digest:
+        return False
+    for key in job.expected_runs:
+        now = run_hash(s.results_root, key)
+        if now is None or stamp.get("runs", {}).get(key) != now:
+            return False
+    return not job.depends_on_all or stamp.get("all_runs") == results_digest(s.results_root)
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value))
+
+
+# --------------------------------------------------------------------------- executing
+
+
+def postprocess(nb, error: str = ""):
+    """Book-ready executed notebook: hide the default parameters (the injected ones show the
+    values used) and, after a failure, say so at the top."""
+    import nbformat
+
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+    if error:
+        first = error.splitlines()[0] if error else "unknown error"
+        note = nbformat.v4.new_markdown_cell(
+            f"```{{error}}\nThis page failed to run in the sweep: {first}\n\nThe output of the "
+            "failing cell is below; fix the cause and rerun `ablation sweep`.\n```")
+        note.id = "sweep-failure"
+        title = next((i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+                      and c.source.lstrip().startswith("# ")), -1)
+        nb.cells.insert(title + 1, note)
+    nb.metadata.setdefault("sr_ablation", {})["sweep_error"] = error
+    return nb
+
+
+def _finish(job: Job, tmp: Path, error: str) -> None:
+    """Move the executed (or failure) notebook into place atomically."""
+    import nbformat
+
+    from ablation.images import atomic_write_text
+
+    nb = None
+    if tmp.exists():
+        try:
+            nb = nbformat.read(tmp, as_version=4)
+        except Exception:  # a kernel killed mid-write leaves an unreadable file
+            nb = None
+    if nb is None:
+        reason = f"This page failed to run in the sweep: {error or 'no output notebook'}."
+        nb = nbformat.from_dict(placeholder_notebook(job.page, reason))
+        nb.metadata["sr_ablation"]["sweep_error"] = error
+    else:
+        nb = postprocess(nb, error)
+    atomic_write_text(job.output, notebook_text(nb))
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+
+
+def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> dict:
+    """Execute one page with papermill into place; returns {name, status, error, seconds}."""
+    import papermill as pm
+
+    from ablation.images import atomic_write_text
+
+    nb = source_notebook(job.page, settings.notebooks)
+    digest = source_digest(nb)
+    tmp = job.output.parent / TMP_DIR / f"{job.output.stem}.{os.getpid()}.ipynb"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        job.stamp.unlink()
+    t0, error = time.perf_counter(), ""
+    with _environ({"ABLATION_NONINTERACTIVE": "1", "MPLBACKEND": "Agg", **(env or {})}):
+        try:
+            pm.execute_notebook(nb, str(tmp), parameters=job.params, kernel_name="python3",
+                                progress_bar=False, log_output=False, cwd=os.getcwd(),
+                                start_timeout=180)
+        except pm.PapermillExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}".strip()
+        except Exception as exc:  # kernel died, could not start, ...
+            error = f"{exc.__class__.__name__}: {str(exc).strip()}".strip()
+    _finish(job, tmp, error)
+    seconds = time.perf_counter() - t0
+    stamp = dict(page=job.page.name, status="failed" if error else "ok", error=error,
+                 params=_jsonable(job.params), source=digest, seconds=round(seconds, 1),
+                 runs={k: run_hash(settings.results_root, k) for k in job.expected_runs},
+                 all_runs=results_digest(settings.results_root) if job.depends_on_all else None,
+                 finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    atomic_write_text(job.stamp, json.dumps(stamp, indent=2))
+    return dict(name=job.page.name, status="failed" if error else "ran", error=error,
+                seconds=seconds, output=str(job.output))
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]):
+    """Set environment variables for the kernels started inside (restored afterwards)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def gpu_ids() -> list[str]:
+    """GPUs jobs can be spread over: $CUDA_VISIBLE_DEVICES, else every CUDA device."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [x.strip() for x in visible.split(",") if x.strip()]
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:
+        return []
+
+
+def slot_env(slot: int, n_jobs: int, gpus: list[str]) -> dict[str, str]:
+    """Environment of the job running in ``slot``: its own GPU, or a share of the CPU cores."""
+    if gpus:
+        return {"CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]}
+    if n_jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // n_jobs)
+        return {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    return {}
+
+
+def run_phase(jobs: list[Job], s: Settings, bar, results: list[dict]) -> None:
+    """Execute one phase's jobs (in parallel with ``s.jobs`` > 1), skipping up-to-date ones."""
+    todo = []
+    for job in jobs:
+        if is_up_to_date(job, s, source_digest(source_notebook(job.page, s.notebooks))):
+            results.append(dict(name=job.page.name, status="reused", error="", seconds=0.0,
+                                output=str(job.output)))
+            bar.update(1)
+        else:
+            todo.append(job)
+    if s.jobs <= 1 or len(todo) <= 1:
+        for job in todo:
+            bar.set_postfix_str(job.page.name)
+            results.append(execute(job, s, slot_env(0, 1, [])))
+            bar.update(1)
+        return
+    _run_parallel(todo, s, bar, results)
+
+
+def _run_parallel(todo: list[Job], s: Settings, bar, results: list[dict]) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    gpus = gpu_ids()
+    free = list(range(s.jobs))
+    pending, running = list(todo), {}
+    with ProcessPoolExecutor(max_workers=s.jobs, mp_context=mp.get_context("spawn")) as pool:
+        while pending or running:
+            while pending and free:
+                slot, job = free.pop(0), pending.pop(0)
+                fut = pool.submit(execute, job, s, slot_env(slot, s.jobs, gpus))
+                running[fut] = (slot, job)
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                slot, job = running.pop(fut)
+                free.append(slot)
+                try:
+                    results.append(fut.result())
+                except Exception as exc:  # the worker itself died
+                    results.append(dict(name=job.page.name, status="failed",
+                                        error=f"{exc.__class__.__name__}: {exc}", seconds=0.0,
+                                        output=str(job.output)))
+                bar.set_postfix_str(job.page.name)
+                bar.update(1)
+
+
+@contextlib.contextmanager
+def sweep_lock(folder: Path, wait: bool = False):
+    """Exclusive flock on ``folder/.sweep.lock``; refuses (one line) or waits."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = open(folder / ".sweep.lock", "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            who = f" (pid {holder})" if holder else ""
+            if not wait:
+                raise SweepLocked(f"{folder}: another sweep is running on this folder{who}; "
+                                  "wait for it to finish or pass --wait") from None
+            print(f"waiting for the sweep{who} on {folder} to finish ...", file=sys.stderr)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        yield
+    finally:
+        fh.close()
+
+
+def clean_tmp(book_dir: Path) -> None:
+    """Remove temporary notebooks a killed sweep left behind (we hold the lock)."""
+    for folder in book_dir.glob(f"*/{TMP_DIR}"):
+        for f in folder.glob("*.ipynb"):
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+
+
+def sweep(s: Settings, wait: bool = False) -> list[dict]:
+    """Execute every page of the plan that isn't up to date; returns one record per page."""
+    from tqdm.auto import tqdm
+
+    jobs = plan(s)
+    results: list[dict] = []
+    with sweep_lock(s.results_root, wait), sweep_lock(s.book_dir, wait):
+        clean_tmp(s.book_dir)
+        with tqdm(total=len(jobs), desc="sweep", unit="page", file=sys.stderr,
+                  dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
+            for phase in (1, 2, 3):
+                run_phase([j for j in jobs if j.phase == phase], s, bar, results)
+    return results
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def summary(results: list[dict], seconds: float, s: Settings) -> str:
+    counts = {k: sum(r["status"] == k for r in results) for k in ("ran", "reused", "failed")}
+    lines = [f"sweep (profile {s.profile}, results {s.results_root}): {len(results)} pages in "
+             f"{seconds:.0f} s: {counts['ran']} ran, {counts['reused']} reused, "
+             f"{counts['failed']} failed"]
+    for r in results:
+        if r["status"] == "failed":
+            first = r["error"].splitlines()[0] if r["error"] else "unknown error"
+            lines.append(f"  failed: {r['name']}: {first} (see {r['output']})")
+    lines.append(f"pages in {s.book_dir}; build the book with "
+                 f"`ablation book --book-dir {s.book_dir}`")
+    return "\n".join(lines)
+
+
+def dry_run(s: Settings) -> str:
+    """What a sweep would do, one line per page."""
+    lines = []
+    for job in plan(s):
+        nb = source_notebook(job.page, s.notebooks)
+        state = "up to date" if is_up_to_date(job, s, source_digest(nb)) else "would run"
+        extra = f" scales={job.params['scales']}" if "scales" in job.params else ""
+        lines.append(f"{state:10s}  {job.page.name:14s}  {job.page.notebook} -> "
+                     f"{job.output}{extra}")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """``ablation sweep``: register the subcommand (``func=run``)."""
+    p = subparsers.add_parser(
+        "sweep", help="execute the book's notebooks (every task and scale), resumably",
+        description="Runs each task notebook with papermill once per scale into the book "
+                    "folder, then the method, results and conclusion pages; finished pages and "
+                    "runs are reused.")
+    p.add_argument("--tasks", default="1-11", help="e.g. 1-11 or 1,3,5 (default 1-11)")
+    p.add_argument("--scales", type=_int_list, default=list(SCALES),
+                   help="comma-separated; only the scales a task defines run (default 2,3,4)")
+    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated (default 0)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="notebooks in parallel (one GPU each when there are several)")
+    p.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
+    p.add_argument("--results", default=None, help="results folder (default ./results)")
+    p.add_argument("--data-dir", default=None, help="data folder (default ./data)")
+    p.add_argument("--book-dir", default="book", help="where executed pages go (default book)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="override the profile's iterations (default: the profile's)")
+    p.add_argument("--notebooks", default=None,
+                   help="folder of source notebooks (default: the repo's notebooks/)")
+    p.add_argument("--no-pages", action="store_true",
+                   help="task pages only: skip the method, results and conclusion pages")
+    p.add_argument("--wait", action="store_true",
+                   help="wait for another sweep on the same folder instead of refusing")
+    p.add_argument("--build", action="store_true", help="build the book afterwards")
+    p.set_defaults(func=run)
+    return p
+
+
+def settings_from_args(args) -> Settings:
+    from ablation.tasks import TASKS, parse_tasks
+
+    tasks = parse_tasks(args.tasks)
+    for n in tasks:
+        check_choice("task", n, list(TASKS))
+    for sc in args.scales:
+        check_choice("scale", sc, SCALES)
+    check_choice("profile", args.profile, PROFILES)
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
+    return Settings(tasks=tasks, scales=list(args.scales), profile=args.profile,
+                    seeds=list(args.seeds) or [0],
+                    results_dir=paths.results_dir(args.results).resolve(), data_dir=data_dir,
+                    book_dir=Path(args.book_dir).resolve(), device=args.device,
+                    iterations=args.iterations,
+                    notebooks=Path(args.notebooks).resolve() if args.notebooks else None,
+                    pages=not args.no_pages, jobs=args.jobs)
+
+
+def run(args) -> int:
+    s = settings_from_args(args)
+    if args.dry_run:
+        print(dry_run(s))
+        return 0
+    t0 = time.perf_counter()
+    results = sweep(s, wait=args.wait)
+    print(summary(results, time.perf_counter() - t0, s))
+    failed = any(r["status"] == "failed" for r in results)
+    if args.build:
+        from ablation.book import build
+
+        html_dir = build(s.book_dir)
+        print(f"book: {html_dir / 'index.html'}")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ablation sweep`` without the rest of the CLI (for tests)."""
+    parser = argparse.ArgumentParser(prog="ablation")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["sweep", *(argv or [])])
+    try:
+        return int(args.func(args) or 0)
+    except AblationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

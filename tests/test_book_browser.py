@@ -1,0 +1,117 @@
+"""The built book in headless Chromium: a smoke sweep, `ablation book`, then every task page.
+
+Slow (a full smoke sweep, several minutes on 2 cores). ``ABLATION_BROWSER_TASKS`` limits the
+tasks (e.g. ``2,4``); ``ABLATION_BROWSER_RESULTS`` reuses an existing results folder.
+Screenshots of the index and a task page are saved under ``<build>/_build/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ablation import book, sweep
+from ablation.report import SMOKE_WARNING
+from ablation.tasks import TASKS, parse_tasks
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = next((p for p in (os.environ.get("CHROMIUM"), "/usr/bin/chromium",
+                             shutil.which("chromium"), shutil.which("chromium-browser"))
+                 if p and Path(p).exists()), None)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--hide-scrollbars", "--mute-audio"]
+# After load: make every image eager, wait for it, then write naturalWidths into the DOM.
+CHECK_SCRIPT = """<script>
+window.addEventListener('load', async () => {
+  const imgs = Array.from(document.images);
+  imgs.forEach(i => { i.loading = 'eager'; });
+  await Promise.all(imgs.map(i => (i.complete ? Promise.resolve() : i.decode()).catch(() => 0)));
+  const pre = document.createElement('pre');
+  pre.id = 'ablation-img-check';
+  pre.textContent = JSON.stringify(imgs.map(i => [(i.getAttribute('src') || '').slice(0, 60),
+                                                   i.naturalWidth]));
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def chromium(profile_dir: Path, *args: str, timeout: int = 90) -> str:
+    cmd = [CHROMIUM, *FLAGS, f"--user-data-dir={profile_dir}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def loaded_dom(page: Path, profile_dir: Path) -> tuple[str, list]:
+    """The page's DOM after load, and [src, naturalWidth] for every <img>."""
+    check = page.with_name(page.stem + ".check.html")
+    check.write_text(page.read_text(encoding="utf-8").replace("</body>",
+                                                              CHECK_SCRIPT + "</body>"))
+    dom = chromium(profile_dir, "--virtual-time-budget=20000", "--dump-dom", check.as_uri())
+    check.unlink()
+    match = re.search(r'<pre id="ablation-img-check">(.*?)</pre>', dom, re.S)
+    assert match, f"{page.name}: the page did not finish loading"
+    return dom, json.loads(html.unescape(match.group(1)))
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory, data_dir) -> tuple[Path, list[int]]:
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium)")
+    tasks = parse_tasks(os.environ.get("ABLATION_BROWSER_TASKS", "1-11"))
+    root = tmp_path_factory.mktemp("site")
+    results = os.environ.get("ABLATION_BROWSER_RESULTS") or str(root / "results")
+    code = sweep.main(["--tasks", ",".join(map(str, tasks)), "--scales", "2", "--profile",
+                       "smoke", "--results", results, "--data-dir", str(data_dir),
+                       "--book-dir", str(root / "book")])
+    assert code == 0, "the smoke sweep had failures"
+    html_dir = book.build(root / "book")
+    return html_dir, tasks
+
+
+def test_index_and_every_task_page_in_chromium(built_book, tmp_path):
+    html_dir, tasks = built_book
+    shots = html_dir.parent / "screenshots"
+    shots.mkdir(exist_ok=True)
+    profile_dir = tmp_path / "chromium"
+
+    dom, images = loaded_dom(html_dir / "book" / "intro.html", profile_dir)
+    assert "Small super-resolution CNNs" in dom and "Traceback" not in dom
+    assert all(width > 0 for _, width in images), images
+    chromium(profile_dir, "--window-size=1280,1600", f"--screenshot={shots / 'index.png'}",
+             (html_dir / "index.html").as_uri())
+
+    for number in tasks:
+        task = TASKS[number]
+        page = html_dir / "book" / "tasks" / f"{task.key}-x2.html"
+        dom, images = loaded_dom(page, profile_dir)
+        assert "Traceback" not in dom, page.name
+        assert SMOKE_WARNING in dom, page.name
+        assert dom.count('class="ablation-row ablation-variant"') == len(task.variants), \
+            page.name
+        assert len(images) >= 2, f"{page.name}: curves and visual comparison missing"
+        assert all(width > 0 for _, width in images), (page.name, images)
+    first = TASKS[tasks[0]]
+    chromium(profile_dir, "--window-size=1280,3000", f"--screenshot={shots / 'task.png'}",
+             (html_dir / "book" / "tasks" / f"{first.key}-x2.html").as_uri())
+    assert (shots / "index.png").stat().st_size > 0 and (shots / "task.png").stat().st_size > 0
+
+
+def test_no_page_of_the_book_shows_a_traceback(built_book):
+    html_dir, _ = built_book
+    pages = sorted((html_dir / "book").rglob("*.html"))
+    assert len(pages) >= len(book.pages())
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "Traceback" not in text, page
+        placeholder = "has not been computed yet" in text  # scales the sweep didn't run
+        assert SMOKE_WARNING in text or page.stem in book.STATIC_PAGES or placeholder, page

@@ -1,0 +1,299 @@
+"""report.py on a synthetic results folder (well-formed metrics.json / history.csv / model.pt
+written directly, no training) plus one real smoke run (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ablation import report
+from ablation import results as results_mod
+from ablation.checkpoint import save_checkpoint
+from ablation.config import make_config
+from ablation.errors import DataError
+from ablation.images import save_png
+from ablation.models import build_model, count_params, flops_per_output_pixel
+from ablation.tasks import get_task
+
+PROFILE = "cpu"
+
+
+def fake_run(root: Path, task: int, variant: str, scale: int, seed: int,
+             psnr: dict[str, float], profile: str = PROFILE, model: bool = False) -> Path:
+    """Write a finished run's files in the format of ablation.runs.run_variant."""
+    folder = results_mod.run_dir(profile, task, variant, scale, seed, root)
+    folder.mkdir(parents=True, exist_ok=True)
+    bicubic = variant == "bicubic"
+    spec = None if bicubic else get_task(task).variant(variant).spec
+    flops = 0.0 if bicubic else flops_per_output_pixel(spec, scale)
+    metrics = dict(
+        task=task, task_key=f"task{task:02d}", variant=variant, scale=scale, seed=seed,
+        label="bicubic (MATLAB)" if bicubic else get_task(task).variant(variant).label,
+        profile=profile, config_hash=f"hash-{task}-{variant}-{scale}",
+        params=0 if bicubic else count_params(spec, scale), flops_per_pixel=flops,
+        flops_1280x720=flops * 1280 * 720, iterations=0 if bicubic else 100,
+        train_seconds=1.5, eval_seconds=0.5, device="cpu", loss=None if bicubic else "l1",
+        spec=None if bicubic else spec.to_dict(),
+        sets={s: dict(psnr=p, ssim=0.9 + p / 1000, n_images=5) for s, p in psnr.items()})
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    if not bicubic:
+        pd.DataFrame(dict(iteration=[50, 100], loss=[0.1, 0.05], learning_rate=[1e-3, 1e-4],
+                          val_psnr=[30.0 + seed, 31.0 + seed], seconds=[1.0, 2.0])) \
+            .to_csv(folder / "history.csv", index=False)
+    if model and not bicubic:
+        torch.manual_seed(seed)
+        save_checkpoint(folder / "model.pt", build_model(spec, scale))
+    return folder
+
+
+@pytest.fixture
+def study(tmp_path) -> Path:
+    """Task 4 baseline with 3 seeds, task 3's baseline, task 5 (1 seed), bicubic."""
+    root = tmp_path / "results"
+    fake_run(root, 0, "bicubic", 2, 0, dict(Set5=33.68, Set14=30.24))
+    for seed, delta in enumerate((0.0, 0.02, -0.02)):
+        fake_run(root, 4, "baseline", 2, seed, dict(Set5=37.00 + delta, Set14=32.60 + delta))
+    fake_run(root, 3, "8layers_grc", 2, 0, dict(Set5=36.80, Set14=32.50))
+    fake_run(root, 5, "batchnorm", 2, 0, dict(Set5=37.30, Set14=32.61))
+    return root
+
+
+def test_load_runs_has_one_row_per_run_and_set(study):
+    df = report.load_runs(PROFILE, study)
+    assert list(df.columns) == report.RUN_COLUMNS
+    assert len(df) == 6 * 2
+    assert set(df.task) == {0, 3, 4, 5}
+    row = df[(df.variant == "batchnorm") & (df.set == "Set5")].iloc[0]
+    assert row.psnr == pytest.approx(37.30) and row.params > 0 and row.gflops_720p > 0
+    assert report.load_runs("smoke", study).empty
+
+
+def test_aggregate_seeds_mean_std_n(study):
+    agg = report.aggregate_seeds(report.load_runs(PROFILE, study))
+    base = agg[(agg.variant == "baseline") & (agg.set == "Set5")].iloc[0]
+    assert base.n == 3
+    assert base.psnr == pytest.approx(37.0)
+    assert base.psnr_std == pytest.approx(0.02)
+    single = agg[(agg.variant == "batchnorm") & (agg.set == "Set5")].iloc[0]
+    assert single.n == 1 and math.isnan(single.psnr_std)
+
+
+def test_planned_runs_roles_and_gpu_only_variants():
+    runs = report.planned_runs(10, [2], [0, 1], profile="cpu")
+    roles = [(r.role, r.variant) for r in runs if r.seed == 0]
+    assert roles == [("reference", "bicubic"), ("baseline", "baseline"),
+                     ("baseline", "resblocks"), ("variant", "rcab"), ("variant", "rcan")]
+    assert sum(r.variant == "bicubic" for r in runs) == 1  # deterministic: one seed
+    rcan = [r for r in runs if r.variant == "rcan"]
+    assert all(r.skip_reason == "needs a GPU (paper profile)" for r in rcan)
+    assert not any(r.skip_reason for r in report.planned_runs(10, [2], profile="paper"))
+    assert [r.scale for r in report.planned_runs(1, [2, 3, 4]) if r.role == "variant"] == \
+        [2, 3, 4]
+
+
+def test_run_one_turns_missing_resources_into_not_run_rows(monkeypatch, tmp_path):
+    import ablation.runs
+
+    def no_weights(*args, **kwargs):
+        raise DataError("data/weights/vgg19-dcbb9e9d.pth: could not download VGG19 weights")
+
+    monkeypatch.setattr(ablation.runs, "run_variant", no_weights)
+    (run,) = [r for r in report.planned_runs(11, [2]) if r.role == "variant"]
+    rec = report.run_one(run, "cpu", tmp_path)
+    assert rec["status"] == "not run: needs VGG19 weights (vgg19-dcbb9e9d.pth; set " \
+        "ABLATION_VGG19)"
+    gpu = [r for r in report.planned_runs(10, [2], profile="cpu") if r.variant == "rcan"][0]
+    assert report.run_one(gpu, "cpu", tmp_path)["status"] == \
+        "not run: needs a GPU (paper profile)"
+
+
+def test_task_table_wide_with_costs_and_not_run_rows(study):
+    planned = report.planned_runs(5, [2], [0], profile=PROFILE)
+    table = report.task_table(planned, report.load_runs(PROFILE, study), PROFILE)
+    assert list(table.variant) == ["bicubic", "baseline", "batchnorm"]
+    assert {"Set5 PSNR", "Set5 SSIM", "Set14 PSNR", "params", "FLOPs/pixel",
+            "GFLOPs@1280x720"} <= set(table.columns)
+    assert table.set_index("variant").loc["batchnorm", "Set5 PSNR"] == pytest.approx(37.30)
+    # only the planned seed (0) counts for the baseline
+    assert table.set_index("variant").loc["baseline", "seeds"] == 1
+    # task 6 has no finished run: the row stays, with costs from the spec
+    planned6 = report.planned_runs(6, [2], [0], profile=PROFILE)
+    t6 = report.task_table(planned6, report.load_runs(PROFILE, study), PROFILE).set_index(
+        "variant")
+    assert t6.loc["resblocks", "status"].startswith("not run")
+    assert math.isnan(t6.loc["resblocks", "Set5 PSNR"])
+    assert t6.loc["resblocks", "params"] == count_params(get_task(6).variant("resblocks").spec, 2)
+
+
+def test_rendered_table_has_one_row_per_variant_and_marks_smoke(study):
+    planned = report.planned_runs(8, [2], [0], profile=PROFILE)
+    table = report.task_table(planned, report.load_runs(PROFILE, study), PROFILE)
+    html = report.render_task_table(table, PROFILE).html
+    assert html.count('class="ablation-row ablation-variant"') == len(get_task(8).variants)
+    assert html.count('class="ablation-row ablation-baseline"') == 1
+    assert "<b>37.00</b>" in html  # best on Set5
+    assert report.SMOKE_WARNING not in html
+    smoke = report.render_task_table(table, "smoke").html
+    assert report.SMOKE_WARNING in smoke and "admonition warning" in smoke
+    assert "profile <code>cpu</code>" in html
+
+
+def test_noise_band_and_conclusion(study):
+    runs = report.load_runs(PROFILE, study)
+    bands = report.noise_bands(runs)
+    assert bands[(2, "Set5")].n_seeds == 3
+    assert bands[(2, "Set5")].width == pytest.approx(0.04)
+    planned = report.planned_runs(5, [2], [0, 1, 2], profile=PROFILE)
+    table = report.task_table(planned, runs, PROFILE)
+    text = " ".join(report.conclusion_text(5, table, PROFILE, bands))
+    # Set5: batch norm +0.30 dB over the baseline mean, outside the ±0.04 band
+    assert "best is <i>baseline + batch norm</i> at 37.30 dB" in text
+    assert "+0.30 dB against <i>baseline (8 conv, LR input)</i> (outside the seed-noise band)" \
+        in text
+    # Set14: +0.01 dB, inside the band
+    assert "+0.01 dB against <i>baseline (8 conv, LR input)</i> (within the seed-noise band" \
+        in text
+    assert "±0.040 dB (2 × std over 3 seeds" in text
+
+
+def test_conclusion_without_seeds_says_noise_band_unknown(tmp_path):
+    root = tmp_path / "r"
+    fake_run(root, 0, "bicubic", 2, 0, dict(Set5=33.68))
+    fake_run(root, 1, "3layers", 2, 0, dict(Set5=36.0))
+    runs = report.load_runs(PROFILE, root)
+    table = report.task_table(report.planned_runs(1, [2], [0]), runs, PROFILE)
+    lines = report.conclusion_text(1, table, PROFILE, report.noise_bands(runs))
+    text = " ".join(lines)
+    assert "+2.32 dB against <i>bicubic (MATLAB)</i> (noise band unknown)" in text
+    assert "seed-noise band is unknown" in text
+    smoke = report.conclusion_text(1, table, "smoke", report.noise_bands(runs))
+    assert report.SMOKE_WARNING in smoke[0]
+
+
+def test_study_table_has_ours_original_and_published_rows(study):
+    table = report.study_table(PROFILE, study, scales=(2, 3, 4))
+    ours = table[table.source == f"this study ({PROFILE})"]
+    assert len(ours[ours.scale == 2]) == 1 + sum(len(t.variants) for t in
+                                                 [get_task(n) for n in range(0, 12)]
+                                                 if 2 in t.scales)
+    assert ours.set_index(["variant", "scale"]).loc[("batchnorm", 2), "Set5 PSNR"] == \
+        pytest.approx(37.30)
+    orig = table[table.source == "original study (README)"]
+    assert len(orig) == len(report.ORIGINAL_README)
+    assert orig.set_index("variant").loc["prelu", "note"].startswith("below bicubic")
+    assert orig.set_index(["variant", "scale"]).loc[("3layers", 3), "Urban100 PSNR"] == 25.858
+    pub = table[table.model.str.endswith("(published)")]
+    assert len(pub) == 4 * 3
+    row = pub[(pub.model == "VDSR (published)") & (pub.scale == 4)].iloc[0]
+    assert (row["Set5 PSNR"], row["Set5 SSIM"]) == (31.35, 0.8838)
+    html = report.render_study_table(table, PROFILE).html
+    assert html.count("<h3>x") == 3
+
+
+def test_save_figure_is_atomic_png_and_svg(tmp_path):
+    fig = report.new_figure(3, 2)
+    fig.subplots().plot([0, 1], [1, 0])
+    png, svg = report.save_figure(fig, "demo", "smoke", tmp_path)
+    assert png == tmp_path / "smoke" / "figures" / "demo.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert svg.read_text().lstrip().startswith("<?xml")
+    assert sorted(p.name for p in png.parent.iterdir()) == ["demo.png", "demo.svg"]
+
+
+def test_training_curves_from_history(study):
+    runs = report.TaskRuns(5, PROFILE, [2], [0, 1, 2], [], str(study), None)
+    figs = report.training_curves(runs)
+    assert [p.name for p in figs.pngs] == ["task05-x2-curves.png"]
+    assert figs.pngs[0].stat().st_size > 1000 and figs.svgs[0].exists()
+    assert "data:image/png;base64," in figs._repr_html_()
+    hist = report.load_histories(runs.planned, PROFILE, study)
+    assert set(hist.label) == {"baseline (8 conv, LR input)", "baseline + batch norm"}
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    y, x = np.mgrid[0:60, 0:72]
+    img = np.stack([(x * 3) % 256, (y * 4) % 256, ((x + y) * 2) % 256], -1).astype(np.float64)
+    img += rng.normal(0, 8, img.shape)
+    save_png(folder / "pattern.png", np.clip(img, 0, 255).astype(np.uint8))
+    return folder
+
+
+def test_crop_inference_equals_whole_image(image_folder):
+    from ablation.evaluate import run_model
+    from ablation.inference import receptive_radius
+
+    torch.manual_seed(0)
+    for spec_task, variant in ((4, "baseline"), (2, "3layers_grc")):
+        model = build_model(get_task(spec_task).variant(variant).spec, 2).double().eval()
+        lr = torch.rand(1, 3, 30, 36, dtype=torch.float64) * 255
+        full = run_model(model, lr)
+        crop = report.sr_crop(model, lr, 2, (10, 14, 24), receptive_radius(model))
+        assert torch.allclose(crop, full[..., 10:34, 14:38], atol=1e-6)
+
+
+def test_visual_comparison_panels(study, image_folder):
+    fake_run(study, 4, "baseline", 2, 0, dict(Set5=37.0), model=True)
+    fake_run(study, 5, "batchnorm", 2, 0, dict(Set5=37.3), model=True)
+    images = [image_folder / "pattern.png"]
+    planned = report.planned_runs(5, [2], [0], profile=PROFILE)
+    (row,) = report.comparison_panels(planned, 2, PROFILE, study, images=images, crop=24)
+    assert row[0][0] == "HR (tmp/pattern)".replace("tmp", image_folder.parent.name)
+    assert [t for t, _, _ in row[1:]] == ["bicubic (MATLAB)", "baseline (8 conv, LR input)",
+                                          "baseline + batch norm"]
+    assert all(img.shape == (24, 24, 3) and img.dtype == np.uint8 for _, img, _ in row)
+    assert math.isinf(row[0][2]) and all(math.isfinite(p) for _, _, p in row[1:])
+    runs = report.TaskRuns(5, PROFILE, [2], [0], [], str(study), None)
+    figs = report.visual_comparison(runs, images=images)
+    assert figs.pngs[0].name == "task05-x2-visual.png" and figs.pngs[0].stat().st_size > 1000
+
+
+def test_best_crop_finds_the_error():
+    err = np.zeros((40, 50))
+    err[20:30, 30:40] = 1.0
+    assert report.best_crop(err, 10, 2, 2) == (20, 30)
+
+
+def test_profiles_table_reads_the_config():
+    table = report.profiles_table()
+    for name in ("smoke", "cpu", "paper"):
+        c = make_config(name)
+        assert table.loc[name, "iterations"] == f"{c.iterations:,}"
+        assert table.loc[name, "training set"] == c.train_set
+    assert "(this book)" in report.method_profiles("smoke").html
+
+
+def test_study_conclusion_and_banner(study):
+    html = report.study_conclusion(PROFILE, study, scales=(2,), seeds=[0, 1, 2]).html
+    assert "the best small net is <i>baseline + batch norm</i>" in html
+    assert "+3.62 dB against bicubic" in html
+    assert "Task 5: Batch normalisation" in html
+    smoke = report.study_conclusion("smoke", study).html
+    assert report.SMOKE_WARNING in smoke
+    assert report.SMOKE_WARNING in report.profile_banner("smoke").html
+    assert report.SMOKE_WARNING not in report.profile_banner("cpu").html
+
+
+@pytest.mark.slow
+def test_real_smoke_task(tmp_path, data_dir):
+    """run_task on the smoke profile: trains, evaluates and shows every section."""
+    runs = report.run_task(2, profile="smoke", data_dir=data_dir,
+                           results_dir=tmp_path / "results", iterations=2, progress=False)
+    assert [r["status"] for r in runs.records] == ["ran", "ran", "ran"]
+    html = report.results_table(runs).html
+    assert html.count('class="ablation-row ablation-variant"') == 1
+    assert report.SMOKE_WARNING in html
+    assert report.training_curves(runs).pngs[0].exists()
+    assert report.visual_comparison(runs).pngs[0].exists()
+    assert "best is" in report.conclusion(runs).html
+    again = report.run_task(2, profile="smoke", data_dir=data_dir,
+                            results_dir=tmp_path / "results", iterations=2, progress=False)
+    assert [r["status"] for r in again.records] == ["reused"] * 3
