@@ -21,7 +21,7 @@ class TrainConfig:
     """Everything that defines a training run apart from the architecture and the scale."""
 
     profile: str = "cpu"
-    iterations: int = 1500
+    iterations: int = 2000
     batch_size: int = 16
     lr_patch: int = 32  # LR patch side; the HR patch is lr_patch * scale
     learning_rate: float = 2e-3  # peak learning rate

@@ -813,10 +813,21 @@ class NoiseBand:
 
     def describe(self) -> str:
         if self.width is None:
-            return (f"the seed-noise band is unknown ({self.n_seeds} seed(s) of the task-4 "
-                    "baseline at this scale; it needs at least 2, e.g. seeds = [0, 1, 2])")
-        return (f"seed-noise band ±{self.width:.3f} dB (2 × std over {self.n_seeds} seeds of "
-                "the task-4 baseline)")
+            return f"noise band unknown: {self.n_seeds} seed(s) of the task-4 baseline"
+        return f"noise band ±{self.width:.3f} dB from {self.n_seeds} seeds"
+
+
+NOISE_EXPLAINED = (
+    "A difference counts as a finding only when it is larger than the seed-noise band: twice "
+    "the standard deviation over seeds of the task-4 baseline at the same scale and set. The "
+    "band is unknown while fewer than two seeds of that baseline exist (run with "
+    "<code>seeds = [0, 1, 2]</code>).")
+
+
+def fmt_delta(d: float) -> str:
+    """Signed dB difference without a negative zero."""
+    text = f"{d:+.2f}"
+    return "±0.00" if text in ("+0.00", "-0.00") else text
 
 
 def noise_bands(runs: pd.DataFrame) -> dict[tuple[int, str], NoiseBand]:
@@ -858,16 +869,16 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
                 continue
             win = ok.loc[ok[col].idxmax()]
             band = bands.get((int(scale), s), NoiseBand(None, 0))
-            parts = [f"<b>x{scale}, {esc(s)}</b>: best is <i>{esc(win.label)}</i> at "
-                     f"{win[col]:.2f} dB."]
+            head = (f"<b>x{scale}, {esc(s)}</b>: best is <i>{esc(win.label)}</i> at "
+                    f"{win[col]:.2f} dB ({band.describe()}).")
             if ref.empty or math.isnan(ref[col].iloc[0]):
-                parts.append("The comparison run has no result yet.")
+                deltas = ["The comparison run has no result yet."]
             else:
                 r = float(ref[col].iloc[0])
-                for _, v in own.iterrows():
-                    parts.append(_delta_sentence(v, col, r, ref.label.iloc[0], band))
-            parts.append(f"({band.describe()}.)")
-            lines.append(" ".join(parts))
+                deltas = [_delta_sentence(v, col, r, ref.label.iloc[0], band)
+                          for _, v in own.iterrows()]
+            items = "".join(f"<li>{d}</li>" for d in deltas)
+            lines.append(head + (f"<ul>{items}</ul>" if items else ""))
     not_run = table[table.status.str.startswith("not run")]
     for _, r in not_run.iterrows():
         lines.append(f"<i>{esc(r.label)}</i> (x{r.scale}) was {esc(r.status)}.")
@@ -885,7 +896,7 @@ def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
         verdict = "outside the seed-noise band"
     else:
         verdict = "within the seed-noise band: not a finding"
-    return (f"<i>{esc(v.label)}</i> is {d:+.2f} dB against <i>{esc(ref_label)}</i> "
+    return (f"<i>{esc(v.label)}</i> is {fmt_delta(d)} dB against <i>{esc(ref_label)}</i> "
             f"({verdict}).")
 
 
@@ -896,8 +907,8 @@ def conclusion(runs: TaskRuns) -> Html:
     lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs))
     items = "".join(f"<li>{line}</li>" for line in lines)
     return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
-                f" (profile <code>{esc(runs.profile)}</code>):</p><ul>{items}</ul></div>",
-                "\n".join(lines))
+                f" (profile <code>{esc(runs.profile)}</code>). {NOISE_EXPLAINED}</p>"
+                f"<ul>{items}</ul></div>", "\n".join(lines))
 
 
 # --------------------------------------------------------------------------- the whole study
@@ -961,39 +972,74 @@ def _not_run_note(p: PlannedRun, profile: str) -> str:
     return f"not run: {reason}" if reason else "not run"
 
 
+def _is_missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _psnr_ssim_cell(r: pd.Series, s: str) -> str:
+    ssim = r[f"{s} SSIM"]
+    return fmt_psnr(r[f"{s} PSNR"]) + ("" if _is_missing(ssim) else f" / {fmt_ssim(ssim)}")
+
+
+def _study_row_html(ours: pd.Series, orig: pd.Series | None) -> str:
+    """One model at one scale: our PSNR / SSIM per set, the original study's PSNR below."""
+    cells = []
+    for s in BENCHMARKS:
+        cell = _psnr_ssim_cell(ours, s)
+        if orig is not None:
+            cell += f'<br/><small style="opacity:0.7">orig. {fmt_psnr(orig[f"{s} PSNR"])}</small>'
+        cells.append(f"<td>{cell}</td>")
+    task = "ref" if int(ours.task) == 0 else str(int(ours.task))
+    gfl = "–" if _is_missing(ours.gflops_720p) or not ours.gflops_720p \
+        else f"{ours.gflops_720p:.1f}"
+    notes = [esc(ours.note)] if ours.note else []
+    if orig is not None and orig.note:
+        notes.append(f"original: {esc(orig.note)}")
+    note = "; ".join(notes)
+    if str(ours.note).startswith("not run"):
+        note = f'<span class="ablation-not-run">{note}</span>'
+    return (f'<tr class="ablation-row ablation-ours" data-variant="{esc(ours.variant)}">'
+            f"<td>{task}</td><td>{esc(ours.model)}</td><td>{ours.seeds}</td>{''.join(cells)}"
+            f"<td>{fmt_count(ours.params)}</td><td>{gfl}</td><td>{note}</td></tr>")
+
+
+def _published_html(sub: pd.DataFrame) -> str:
+    rows = "".join(
+        f'<tr class="ablation-row ablation-literature"><td>{esc(r.model)}</td>'
+        + "".join(f"<td>{_psnr_ssim_cell(r, s)}</td>" for s in BENCHMARKS)
+        + f"<td>{fmt_count(r.params)}</td><td>{esc(r.source)}</td></tr>"
+        for _, r in sub.iterrows())
+    head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
+    return (f'<div style="{TABLE_STYLE}"><table class="ablation-published"><thead><tr>'
+            f"<th>published</th>{head}<th>params</th><th>source</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>")
+
+
 def render_study_table(table: pd.DataFrame, profile: str) -> Html:
-    """The results page's table: one section per scale, our rows beside the literature's."""
+    """The results page's table: per scale, one row per model (ours, with the original study's
+    PSNR under it), then the published reference rows."""
     parts = [profile_banner(profile).html]
+    head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
     for scale, sub in table.groupby("scale", sort=True):
-        body = []
-        for _, r in sub.iterrows():
-            ours = str(r.source).startswith("this study")
-            cls = "ablation-row ablation-ours" if ours else "ablation-row ablation-literature"
-            cells = "".join(
-                f"<td>{fmt_psnr(r[f'{s} PSNR'])}"
-                + (f" / {fmt_ssim(r[f'{s} SSIM'])}" if not math.isnan(r[f"{s} SSIM"]) else "")
-                + "</td>" for s in BENCHMARKS)
-            task = "" if r.task is None or (isinstance(r.task, float) and math.isnan(r.task)) \
-                else ("ref" if int(r.task) == 0 else int(r.task))
-            gfl = r.gflops_720p
-            gfl_s = "–" if gfl is None or (isinstance(gfl, float) and math.isnan(gfl)) or not gfl \
-                else f"{gfl:.1f}"
-            note = esc(r.note) if r.note else ""
-            if str(r.note).startswith("not run"):
-                note = f'<span class="ablation-not-run">{note}</span>'
-            body.append(f'<tr class="{cls}"><td>{task}</td><td>{esc(r.model)}</td>'
-                        f"<td>{esc(r.source)}</td>{cells}<td>{fmt_count(r.params)}</td>"
-                        f"<td>{gfl_s}</td><td>{note}</td></tr>")
-        head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
+        ours = sub[sub.source.str.startswith("this study")]
+        orig = sub[sub.source == "original study (README)"].set_index(["task", "variant"])
+        body = "".join(
+            _study_row_html(r, orig.loc[(r.task, r.variant)]
+                            if (r.task, r.variant) in orig.index else None)
+            for _, r in ours.iterrows())
         parts.append(f"<h3>x{int(scale)}</h3><div style=\"{TABLE_STYLE}\">"
                      f'<table class="ablation-study"><thead><tr><th>task</th><th>model</th>'
-                     f"<th>source</th>{head}<th>params</th><th>GFLOPs per 1280x720</th>"
-                     f"<th>note</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>")
-    parts.append("<p>Cells: PSNR (dB) / SSIM on Y, BT.601, <code>scale</code> pixels shaved. "
-                 "The original study reported PSNR only, selected checkpoints on test sets and "
-                 "evaluated on non-standard files (see <i>Differences from the original "
-                 "study</i>); published rows come from the papers and re-evaluations "
-                 "named in the source column.</p>")
+                     f"<th>seeds</th>{head}<th>params</th><th>GFLOPs per 1280x720</th>"
+                     f"<th>note</th></tr></thead><tbody>{body}</tbody></table></div>")
+        published = sub[sub.model.str.endswith("(published)")]
+        if len(published):
+            parts.append(_published_html(published))
+    parts.append(f"<p>Cells: PSNR (dB) / SSIM on Y (BT.601), <code>scale</code> pixels shaved, "
+                 f"this study's runs under profile <code>{esc(profile)}</code> (mean over "
+                 "seeds). <i>orig.</i>: the original study's README (PSNR only, checkpoints "
+                 "selected on test sets, non-standard test files: see <i>Differences from the "
+                 "original study</i>). Published rows: the papers and re-evaluations named in "
+                 "the source column.</p>")
     return Html("".join(parts), table.to_string())
 
 
@@ -1042,7 +1088,8 @@ def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[in
     bands = noise_bands(runs)
     seeds = sorted({int(s) for s in seeds}) if seeds is not None else \
         (sorted(int(s) for s in runs.seed.unique()) if not runs.empty else [0])
-    blocks = [profile_banner(profile).html, _overall_html(runs, profile, scales, seeds)]
+    blocks = [profile_banner(profile).html, f"<p>{NOISE_EXPLAINED}</p>",
+              _overall_html(runs, profile, scales, seeds)]
     for t in TASKS.values():
         sc = [s for s in t.scales if s in set(int(x) for x in scales)]
         if not sc:
@@ -1075,7 +1122,7 @@ def _overall_html(runs: pd.DataFrame, profile: str, scales: Iterable[int],
             for variant, name in ((BICUBIC, "bicubic"), ("edsr_baseline", "our EDSR-baseline")):
                 ref = sub[sub.variant == variant]
                 if len(ref):
-                    text += f", {best.psnr - float(ref.psnr.iloc[0]):+.2f} dB against {name}"
+                    text += f", {fmt_delta(best.psnr - float(ref.psnr.iloc[0]))} dB against {name}"
             items.append(f"<li>{text}.</li>")
     smoke = f"<p><b>{SMOKE_WARNING}.</b></p>" if is_smoke(profile) else ""
     return f"{smoke}<h3>Overall</h3><ul>{''.join(items)}</ul>"

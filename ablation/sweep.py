@@ -44,6 +44,9 @@ from ablation.errors import AblationError, ConfigError, check_choice
 SCALES = (2, 3, 4)
 PROFILES = ("smoke", "cpu", "paper")
 TMP_DIR = ".sweep-tmp"
+# the kernel's own start-up chatter (e.g. "running over TCP without encryption" on a local
+# connection) would otherwise interleave with the progress bar; errors still show
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 
 
 class SweepLocked(AblationError):
@@ -238,7 +241,7 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
         try:
             pm.execute_notebook(nb, str(tmp), parameters=job.params, kernel_name="python3",
                                 progress_bar=False, log_output=False, cwd=os.getcwd(),
-                                start_timeout=180)
+                                start_timeout=180, extra_arguments=KERNEL_ARGS)
         except pm.PapermillExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}".strip()
         except Exception as exc:  # kernel died, could not start, ...
@@ -308,7 +311,7 @@ def run_phase(jobs: list[Job], s: Settings, bar, results: list[dict]) -> None:
             todo.append(job)
     if s.jobs <= 1 or len(todo) <= 1:
         for job in todo:
-            bar.set_postfix_str(job.page.name)
+            bar.set_postfix_str(job.page.name, refresh=False)
             results.append(execute(job, s, slot_env(0, 1, [])))
             bar.update(1)
         return
@@ -316,30 +319,63 @@ def run_phase(jobs: list[Job], s: Settings, bar, results: list[dict]) -> None:
 
 
 def _run_parallel(todo: list[Job], s: Settings, bar, results: list[dict]) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    """Run jobs in worker subprocesses, at most ``s.jobs`` at a time, one slot (GPU) each."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     gpus = gpu_ids()
     free = list(range(s.jobs))
     pending, running = list(todo), {}
-    with ProcessPoolExecutor(max_workers=s.jobs, mp_context=mp.get_context("spawn")) as pool:
+    with ThreadPoolExecutor(max_workers=s.jobs) as pool:
         while pending or running:
             while pending and free:
                 slot, job = free.pop(0), pending.pop(0)
-                fut = pool.submit(execute, job, s, slot_env(slot, s.jobs, gpus))
+                fut = pool.submit(execute_in_subprocess, job, s, slot_env(slot, s.jobs, gpus))
                 running[fut] = (slot, job)
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 slot, job = running.pop(fut)
                 free.append(slot)
-                try:
-                    results.append(fut.result())
-                except Exception as exc:  # the worker itself died
-                    results.append(dict(name=job.page.name, status="failed",
-                                        error=f"{exc.__class__.__name__}: {exc}", seconds=0.0,
-                                        output=str(job.output)))
-                bar.set_postfix_str(job.page.name)
+                results.append(fut.result())
+                bar.set_postfix_str(job.page.name, refresh=False)
                 bar.update(1)
+
+
+def execute_in_subprocess(job: Job, s: Settings, env: dict[str, str]) -> dict:
+    """:func:`execute` in a fresh ``python -m ablation.sweep`` worker with its own environment
+    (a crashed worker becomes a failed page, not a crashed sweep)."""
+    import pickle
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ablation-sweep-") as tmp:
+        result_file = Path(tmp) / "result.json"
+        proc = subprocess.run([sys.executable, "-m", "ablation.sweep", str(result_file)],
+                              input=pickle.dumps((job, s)), env={**os.environ, **env},
+                              stdout=subprocess.DEVNULL)
+        if result_file.exists():
+            return json.loads(result_file.read_text())
+    error = f"sweep worker exited with code {proc.returncode}"
+    return fail(job, s, error)
+
+
+def fail(job: Job, s: Settings, error: str) -> dict:
+    """Record a page that could not even be executed: a failure page and a failed stamp."""
+    from ablation.images import atomic_write_text
+
+    _finish(job, job.output.parent / TMP_DIR / "missing.ipynb", error)
+    atomic_write_text(job.stamp, json.dumps(dict(page=job.page.name, status="failed",
+                                                 error=error)))
+    return dict(name=job.page.name, status="failed", error=error, seconds=0.0,
+                output=str(job.output))
+
+
+def _worker() -> None:
+    """``python -m ablation.sweep RESULT_FILE`` with a pickled (job, settings) on stdin."""
+    import pickle
+
+    job, settings = pickle.loads(sys.stdin.buffer.read())
+    result = execute(job, settings)
+    Path(sys.argv[1]).write_text(json.dumps(result))
 
 
 @contextlib.contextmanager
@@ -411,7 +447,10 @@ def summary(results: list[dict], seconds: float, s: Settings) -> str:
 def dry_run(s: Settings) -> str:
     """What a sweep would do, one line per page."""
     lines = []
-    for job in plan(s):
+    jobs = plan(s)
+    if not jobs:
+        return "nothing to run: no selected task defines the selected scales"
+    for job in jobs:
         nb = source_notebook(job.page, s.notebooks)
         state = "up to date" if is_up_to_date(job, s, source_digest(nb)) else "would run"
         extra = f" scales={job.params['scales']}" if "scales" in job.params else ""
@@ -511,3 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     except AblationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+if __name__ == "__main__":
+    _worker()

@@ -64,6 +64,13 @@ def test_study_page_parameters():
 
 
 @pytest.mark.parametrize("name", sorted(book.notebooks()))
+def test_papermill_sees_every_parameter(name):
+    import papermill
+
+    assert list(papermill.inspect_notebook(NOTEBOOKS / name)) == list(parameters(read(name)))
+
+
+@pytest.mark.parametrize("name", sorted(book.notebooks()))
 def test_committed_notebook_is_the_generated_one(name):
     generated = book.notebook_text(book.notebooks()[name])
     assert (NOTEBOOKS / name).read_text(encoding="utf-8") == generated, \

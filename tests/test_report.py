@@ -159,19 +159,20 @@ def test_noise_band_and_conclusion(study):
     # Set14: +0.01 dB, inside the band
     assert "+0.01 dB against <i>baseline (8 conv, LR input)</i> (within the seed-noise band" \
         in text
-    assert "±0.040 dB (2 × std over 3 seeds" in text
+    assert "noise band ±0.040 dB from 3 seeds" in text
 
 
 def test_conclusion_without_seeds_says_noise_band_unknown(tmp_path):
     root = tmp_path / "r"
     fake_run(root, 0, "bicubic", 2, 0, dict(Set5=33.68))
     fake_run(root, 1, "3layers", 2, 0, dict(Set5=36.0))
+    fake_run(root, 4, "baseline", 2, 0, dict(Set5=37.0))  # one seed only
     runs = report.load_runs(PROFILE, root)
     table = report.task_table(report.planned_runs(1, [2], [0]), runs, PROFILE)
     lines = report.conclusion_text(1, table, PROFILE, report.noise_bands(runs))
     text = " ".join(lines)
     assert "+2.32 dB against <i>bicubic (MATLAB)</i> (noise band unknown)" in text
-    assert "seed-noise band is unknown" in text
+    assert "noise band unknown: 1 seed(s) of the task-4 baseline" in text
     smoke = report.conclusion_text(1, table, "smoke", report.noise_bands(runs))
     assert report.SMOKE_WARNING in smoke[0]
 
