@@ -21,7 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ablation.errors import AblationError, ConfigError
 
@@ -56,13 +56,16 @@ class Page:
 
     @property
     def docname(self) -> str:
+        """The page's name in the TOC: 'book/tasks/task04-x2'."""
         return f"book/{self.rel}"
 
     def output(self, book_dir: str | os.PathLike) -> Path:
+        """Where the executed notebook goes in ``book_dir``."""
         return Path(book_dir) / f"{self.rel}.ipynb"
 
 
 def task_title(task: Task, scale: int | None = None) -> str:
+    """'Task 1 (x3): ...' (the scale only for tasks with several)."""
     at = f" (x{scale})" if scale is not None and len(task.scales) > 1 else ""
     return f"Task {task.number}{at}: {task.title}"
 
@@ -89,13 +92,15 @@ STUDY_PAGES = (METHOD, RESULTS, CONCLUSION)
 
 
 def pages() -> list[Page]:
+    """Every executed page of the book, in TOC order."""
     return [*task_pages(), *STUDY_PAGES]
 
 
 # --------------------------------------------------------------------------- notebooks
 
 
-def _cell(kind: str, source: str, cell_id: str, tags: tuple[str, ...] = ()):
+def _cell(kind: str, source: str, cell_id: str, tags: tuple[str, ...] = ()) -> Any:
+    """A notebook cell with a fixed id (so regenerated notebooks are identical)."""
     import nbformat
 
     make = nbformat.v4.new_code_cell if kind == "code" else nbformat.v4.new_markdown_cell
@@ -106,6 +111,7 @@ def _cell(kind: str, source: str, cell_id: str, tags: tuple[str, ...] = ()):
 
 
 def _notebook(name: str, cells: list[tuple]) -> dict:
+    """A clean notebook from (kind, source, *tags) tuples."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
@@ -137,6 +143,7 @@ def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
 
 
 def _task_intro(t: Task) -> str:
+    """The task notebook's title cell: question, variants, comparison."""
     from ablation.tasks import TASKS
 
     if t.compare_to:
@@ -271,7 +278,8 @@ def study_notebook(page: Page) -> dict:
                      "iterations=iterations,\n"
                      "                             retrain=retrain)\nrefs", "hide-input"),
             ("markdown", "## Every run of the study"),
-            ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input"),
+            ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input",
+             "full-width"),
             ("markdown", "## Cost against quality"),
             ("code", "report.cost_figure(profile, results_dir, scale=scales[0], seeds=seeds)",
              "hide-input"),
@@ -297,6 +305,7 @@ def notebooks() -> dict[str, dict]:
 
 
 def notebook_text(nb: dict) -> str:
+    """The notebook as stored on disk."""
     import nbformat
 
     return nbformat.writes(nb) + "\n"
@@ -319,10 +328,11 @@ def write_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
 
 
 def notebooks_dir() -> Path:
+    """The repo's notebooks/ folder."""
     return repo_root() / "notebooks"
 
 
-def source_notebook(page: Page, folder: str | os.PathLike | None = None):
+def source_notebook(page: Page, folder: str | os.PathLike | None = None) -> Any:
     """The page's source notebook: the file in ``folder`` (default notebooks/) if it exists,
     else generated from the task table."""
     import nbformat
@@ -340,6 +350,7 @@ def source_notebook(page: Page, folder: str | os.PathLike | None = None):
 
 
 def _q(text: str) -> str:
+    """Single-quoted YAML string."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -431,6 +442,7 @@ def stage(root: Path) -> None:
 
 
 def jupyter_book_command() -> list[str]:
+    """The jupyter-book executable beside this Python, else on PATH."""
     exe = Path(sys.executable).with_name("jupyter-book")
     if exe.exists():
         return [str(exe)]
@@ -487,6 +499,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
+    """``ablation book``: build the book, or regenerate notebooks and TOC."""
     if args.action == "generate":
         changed = write_notebooks()
         toc = write_toc()
@@ -498,6 +511,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ablation book`` without the rest of the CLI (for tests)."""
     parser = argparse.ArgumentParser(prog="ablation")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["book", *(argv or [])])

@@ -124,7 +124,7 @@ def cmd_train(args) -> int:
 
     overrides = {}
     for name in ("iterations", "batch_size", "lr_patch", "learning_rate", "train_set",
-                 "device", "amp"):
+                 "device", "amp", "perceptual_backbone"):
         value = getattr(args, name)
         if value is not None:
             overrides[name] = value
@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--train-set", default=None)
     tr.add_argument("--device", default=None)
     tr.add_argument("--amp", default=None)
+    tr.add_argument("--perceptual-backbone", default=None,
+                    help="vgg19 (default; needs its weights) or efficientnet_lite0 (offline)")
     tr.add_argument("--compile", action="store_true")
     tr.add_argument("--retrain", action="store_true", help="ignore a finished run")
     tr.add_argument("--results", default=None)

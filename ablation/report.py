@@ -20,15 +20,17 @@ profile is flagged with the admonition :data:`SMOKE_WARNING`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
 import os
 import textwrap
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,10 @@ from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, ma
 from ablation.errors import AblationError, check_choice
 from ablation.images import atomic_write_bytes
 from ablation.tasks import REFERENCE, TASKS, Task, get_task
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
 
 SMOKE_WARNING = "smoke run: numbers are not findings"
 NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
@@ -51,6 +57,10 @@ RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim
 DEFAULT_IMAGES = (("Set5", "butterfly"), ("Set14", "zebra"), ("Urban100", "img_004"),
                   ("Set5", "bird"), ("B100", "img_001"), ("Set5", "woman"))
 TABLE_STYLE = "overflow-x:auto; font-size:0.85em"
+TABLE_CSS = ("<style>table.ablation-results td, table.ablation-study td, "
+             "table.ablation-published td, table.ablation-runs td {padding: 2px 8px; "
+             "vertical-align: top} .ablation-not-run {color: #b3261e; font-weight: 600}"
+             "</style>")
 CROP_HR = 96  # side of the zoomed crop in HR pixels (divisible by 2, 3 and 4)
 
 # --------------------------------------------------------------------------- literature data
@@ -78,9 +88,9 @@ ORIGINAL_README: dict[tuple[int, str, int], dict[str, float]] = {
 }
 # Rows of that table that can't be taken at face value (original-study.md, "Why ...").
 ORIGINAL_CAVEATS: dict[int, str] = {
-    7: "below bicubic on three sets: most likely another network was evaluated",
-    10: "below bicubic on three sets: most likely another network was evaluated",
-    11: "test logs print BN layers the trained model never had",
+    7: "below bicubic on 3 sets: likely not the trained network",
+    10: "below bicubic on 3 sets: likely not the trained network",
+    11: "its test log shows BN layers the model never had",
 }
 
 
@@ -97,6 +107,7 @@ class Published:
 
 def _pub(method: str, scale: int, params: int | None, source: str,
          *values: tuple[float, float]) -> Published:
+    """Build a :class:`Published` row from values in BENCHMARKS order."""
     return Published(method, scale, params, source, dict(zip(BENCHMARKS, values, strict=True)))
 
 
@@ -152,10 +163,12 @@ class Html:
 
 
 def esc(value) -> str:
+    """HTML-escape any value."""
     return html.escape(str(value))
 
 
 def is_smoke(profile: str) -> bool:
+    """True for the smoke profile (its numbers are never findings)."""
     return profile == "smoke"
 
 
@@ -179,7 +192,7 @@ def profile_banner(profile: str) -> Html:
     else:
         body = f'<div class="admonition note ablation-profile">{line}</div>'
     text = (f"{SMOKE_WARNING}\n" if is_smoke(profile) else "") + f"profile {profile}"
-    return Html(body, text)
+    return Html(TABLE_CSS + body, text)
 
 
 def smoke_note(profile: str) -> str:
@@ -204,9 +217,11 @@ class PlannedRun:
 
     @property
     def key(self) -> str:
+        """'task04/baseline/x2/seed0': the run's folder under results/<profile>."""
         return f"task{self.task:02d}/{self.variant}/x{self.scale}/seed{self.seed}"
 
     def run_dir(self, profile: str, results_dir=None) -> Path:
+        """The run's folder."""
         return results_mod.run_dir(profile, self.task, self.variant, self.scale, self.seed,
                                    results_dir)
 
@@ -277,6 +292,7 @@ class TaskRuns:
 
     @property
     def planned(self) -> list[PlannedRun]:
+        """The runs this page shows."""
         return planned_runs(self.task, self.scales, self.seeds, self.variants, self.profile)
 
     def status(self) -> dict[str, str]:
@@ -284,17 +300,21 @@ class TaskRuns:
         return {r["run"]: r["status"] for r in self.records}
 
     def frame(self) -> pd.DataFrame:
+        """The records as a DataFrame."""
         return pd.DataFrame(self.records, columns=["run", "role", "label", "scale", "seed",
                                                    "status", "seconds"])
 
     def _repr_html_(self) -> str:
+        """The status of every run, 'not run' ones highlighted."""
         rows = []
         for r in self.records:
-            cls = "not-run" if r["status"].startswith("not run") else "ok"
+            not_run = r["status"].startswith("not run")
+            status = f'<span class="ablation-not-run">{esc(r["status"])}</span>' if not_run \
+                else esc(r["status"])
             secs = "" if r["seconds"] is None else f"{r['seconds']:.1f}"
-            rows.append(f'<tr class="{cls}"><td><code>{esc(r["run"])}</code></td>'
-                        f"<td>{esc(r['role'])}</td><td>{esc(r['label'])}</td>"
-                        f"<td>{esc(r['status'])}</td><td>{secs}</td></tr>")
+            rows.append(f'<tr class="{"not-run" if not_run else "ok"}"><td><code>'
+                        f'{esc(r["run"])}</code></td><td>{esc(r["role"])}</td>'
+                        f"<td>{esc(r['label'])}</td><td>{status}</td><td>{secs}</td></tr>")
         return (f"{profile_banner(self.profile).html}"
                 '<table class="ablation-runs"><thead><tr><th>run</th><th>role</th>'
                 "<th>model</th><th>status</th><th>seconds</th></tr></thead>"
@@ -318,8 +338,9 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
         return rec
     loss = None if run.variant == BICUBIC else get_task(run.task).variant(run.variant).loss
     t0 = time.perf_counter()
+    quiet = contextlib.nullcontext() if progress else _quiet_logger("pooch")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             warnings.filterwarnings("ignore", message="IProgress not found")
             m = run_variant(run.task, run.variant, run.scale, profile, run.seed,
@@ -331,6 +352,20 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
     rec["status"] = "reused" if m.get("reused") else "ran"
     rec["seconds"] = time.perf_counter() - t0
     return rec
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Hide a library's INFO messages (e.g. pooch's download notice) in saved notebooks."""
+    import logging
+
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
 
 
 def run_task(task: int, profile: str = "cpu", scales: Sequence[int] | None = None,
@@ -362,6 +397,7 @@ def run_references(profile: str = "cpu", scales: Sequence[int] = REFERENCE.scale
 
 
 def _str_or_none(value) -> str | None:
+    """``str(value)``, keeping None."""
     return None if value is None else str(value)
 
 
@@ -444,6 +480,7 @@ def task_table(planned: Sequence[PlannedRun], runs: pd.DataFrame, profile: str,
 
 def _table_row(p: PlannedRun, agg: pd.DataFrame, sets: list[str],
                planned: Sequence[PlannedRun], status: dict[str, str]) -> dict:
+    """One row of :func:`task_table` for the planned run ``p``."""
     sub = agg[(agg.task == p.task) & (agg.variant == p.variant) & (agg.scale == p.scale)]
     params, flops = _spec_costs(p.task, p.variant, p.scale)
     row = dict(role=p.role, task=p.task, variant=p.variant, label=p.label, scale=p.scale,
@@ -469,6 +506,7 @@ def _table_row(p: PlannedRun, agg: pd.DataFrame, sets: list[str],
 
 
 def table_sets(table: pd.DataFrame) -> list[str]:
+    """The set names of a :func:`task_table`, in column order."""
     return [c[:-5] for c in table.columns if c.endswith(" PSNR")]
 
 
@@ -487,12 +525,14 @@ def fmt_count(n: float) -> str:
 
 
 def fmt_psnr(mean: float, std: float = math.nan) -> str:
+    """'32.10' or '32.10 ± 0.03' ('–' when missing)."""
     if mean is None or math.isnan(mean):
         return "–"
     return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 def fmt_ssim(v: float) -> str:
+    """'0.9012' ('–' when missing)."""
     return "–" if v is None or math.isnan(v) else f"{v:.4f}"
 
 
@@ -533,6 +573,7 @@ def render_task_table(table: pd.DataFrame, profile: str) -> Html:
 
 
 def _best_per_scale(table: pd.DataFrame, sets: list[str]) -> dict[tuple[int, str], str]:
+    """(scale, set) -> variant with the highest PSNR."""
     best: dict[tuple[int, str], str] = {}
     for scale, sub in table.groupby("scale"):
         for s in sets:
@@ -572,10 +613,11 @@ class FigureFiles:
 
 
 def figures_dir(profile: str, results_dir=None) -> Path:
+    """``results/<profile>/figures``."""
     return paths.results_dir(results_dir) / profile / "figures"
 
 
-def save_figure(fig, name: str, profile: str, results_dir=None) -> tuple[Path, Path]:
+def save_figure(fig: Figure, name: str, profile: str, results_dir=None) -> tuple[Path, Path]:
     """Write ``fig`` as PNG and SVG under ``results/<profile>/figures/`` atomically."""
     folder = figures_dir(profile, results_dir)
     out = []
@@ -589,7 +631,7 @@ def save_figure(fig, name: str, profile: str, results_dir=None) -> tuple[Path, P
     return out[0], out[1]
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
     """A matplotlib Figure that never touches pyplot's global state (no double display)."""
     from matplotlib.figure import Figure
 
@@ -614,7 +656,7 @@ def load_histories(planned: Sequence[PlannedRun], profile: str, results_dir=None
     return pd.concat(frames, ignore_index=True)
 
 
-def curves_figure(hist: pd.DataFrame, title: str):
+def curves_figure(hist: pd.DataFrame, title: str) -> Figure:
     """Training loss (log scale) and validation PSNR against iteration, one colour per model."""
     fig = new_figure(10, 3.6)
     ax_loss, ax_val = fig.subplots(1, 2)
@@ -691,7 +733,8 @@ def best_crop(err: np.ndarray, side: int, step: int, margin: int) -> tuple[int, 
     return pos
 
 
-def sr_crop(model, lr, scale: int, box: tuple[int, int, int], radius: int | None):
+def sr_crop(model: Any, lr: torch.Tensor, scale: int, box: tuple[int, int, int],
+            radius: int | None) -> torch.Tensor:
     """Super-resolve only the LR region of the HR box ``(y, x, side)`` plus context.
 
     ``radius`` LR pixels of context make the crop equal whole-image inference (see
@@ -709,7 +752,8 @@ def sr_crop(model, lr, scale: int, box: tuple[int, int, int], radius: int | None
     return out[..., oy:oy + side, ox:ox + side]
 
 
-def _load_panel_model(p: PlannedRun, profile: str, results_dir):
+def _load_panel_model(p: PlannedRun, profile: str, results_dir) -> Any:
+    """The finished model of a planned run (bicubic as a model), or None."""
     from ablation.checkpoint import load_model
     from ablation.evaluate import Bicubic
 
@@ -763,7 +807,7 @@ def comparison_panels(planned: Sequence[PlannedRun], scale: int, profile: str,
     return rows
 
 
-def comparison_figure(rows, title: str):
+def comparison_figure(rows: list, title: str) -> Figure:
     """Grid of zoomed crops: one row per image, one column per model, PSNR in each title."""
     n_rows, n_cols = max(1, len(rows)), max(1, max((len(r) for r in rows), default=1))
     fig = new_figure(1.75 * n_cols, 2.0 * n_rows + 0.4)
@@ -812,6 +856,7 @@ class NoiseBand:
     n_seeds: int
 
     def describe(self) -> str:
+        """Short text for a conclusion line."""
         if self.width is None:
             return f"noise band unknown: {self.n_seeds} seed(s) of the task-4 baseline"
         return f"noise band ±{self.width:.3f} dB from {self.n_seeds} seeds"
@@ -887,6 +932,7 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
 
 def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
                     band: NoiseBand) -> str:
+    """'<variant> is +0.12 dB against <reference> (verdict)'."""
     if math.isnan(v[col]):
         return f"<i>{esc(v.label)}</i> has no result."
     d = float(v[col]) - ref_psnr
@@ -968,15 +1014,18 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
 
 
 def _not_run_note(p: PlannedRun, profile: str) -> str:
+    """The study table's note for a run without results."""
     reason = skip_reason(p.task, p.variant, profile)
     return f"not run: {reason}" if reason else "not run"
 
 
 def _is_missing(value) -> bool:
+    """True for None and NaN."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _psnr_ssim_cell(r: pd.Series, s: str) -> str:
+    """'PSNR / SSIM' of one set in a study-table row."""
     ssim = r[f"{s} SSIM"]
     return fmt_psnr(r[f"{s} PSNR"]) + ("" if _is_missing(ssim) else f" / {fmt_ssim(ssim)}")
 
@@ -985,25 +1034,29 @@ def _study_row_html(ours: pd.Series, orig: pd.Series | None) -> str:
     """One model at one scale: our PSNR / SSIM per set, the original study's PSNR below."""
     cells = []
     for s in BENCHMARKS:
-        cell = _psnr_ssim_cell(ours, s)
+        ssim = ours[f"{s} SSIM"]
+        cell = fmt_psnr(ours[f"{s} PSNR"]) + ("" if _is_missing(ssim)
+                                              else f" <small>/ {fmt_ssim(ssim)}</small>")
         if orig is not None:
             cell += f'<br/><small style="opacity:0.7">orig. {fmt_psnr(orig[f"{s} PSNR"])}</small>'
-        cells.append(f"<td>{cell}</td>")
+        cells.append(f'<td style="white-space:nowrap">{cell}</td>')
     task = "ref" if int(ours.task) == 0 else str(int(ours.task))
     gfl = "–" if _is_missing(ours.gflops_720p) or not ours.gflops_720p \
         else f"{ours.gflops_720p:.1f}"
     notes = [esc(ours.note)] if ours.note else []
     if orig is not None and orig.note:
-        notes.append(f"original: {esc(orig.note)}")
+        notes.append(f"orig.: {esc(orig.note)}")
     note = "; ".join(notes)
     if str(ours.note).startswith("not run"):
         note = f'<span class="ablation-not-run">{note}</span>'
     return (f'<tr class="ablation-row ablation-ours" data-variant="{esc(ours.variant)}">'
-            f"<td>{task}</td><td>{esc(ours.model)}</td><td>{ours.seeds}</td>{''.join(cells)}"
+            f"<td>{task}</td><td>{esc(ours.model)}</td><td>{int(ours.seeds)}</td>"
+            f"{''.join(cells)}"
             f"<td>{fmt_count(ours.params)}</td><td>{gfl}</td><td>{note}</td></tr>")
 
 
 def _published_html(sub: pd.DataFrame) -> str:
+    """The published reference rows of one scale as an HTML table."""
     rows = "".join(
         f'<tr class="ablation-row ablation-literature"><td>{esc(r.model)}</td>'
         + "".join(f"<td>{_psnr_ssim_cell(r, s)}</td>" for s in BENCHMARKS)

@@ -25,8 +25,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ablation import paths
 from ablation.book import (
@@ -34,6 +36,7 @@ from ablation.book import (
     METHOD,
     RESULTS,
     Page,
+    ensure_placeholders,
     notebook_text,
     placeholder_notebook,
     source_notebook,
@@ -45,8 +48,9 @@ SCALES = (2, 3, 4)
 PROFILES = ("smoke", "cpu", "paper")
 TMP_DIR = ".sweep-tmp"
 # the kernel's own start-up chatter (e.g. "running over TCP without encryption" on a local
-# connection) would otherwise interleave with the progress bar; errors still show
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# connection, "KeyboardInterrupt caught" at shutdown) would interleave with the progress bar;
+# a failing cell still shows in its page
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 
 
 class SweepLocked(AblationError):
@@ -69,6 +73,7 @@ class Job:
 
     @property
     def stamp(self) -> Path:
+        """``.<page>.json`` beside the executed notebook."""
         return self.output.with_name(f".{self.output.stem}.json")
 
 
@@ -91,6 +96,7 @@ class Settings:
 
     @property
     def results_root(self) -> Path:
+        """``<results>/<profile>``."""
         return self.results_dir / self.profile
 
 
@@ -145,13 +151,19 @@ def results_digest(results_root: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def source_digest(nb) -> str:
-    """Digest of a notebook's cells (type and source), ignoring metadata and outputs."""
+def source_digest(nb: Any) -> str:
+    """Digest of what a page shows apart from the runs: its notebook's cells (type and source,
+    not metadata or outputs) and the code that renders them (ablation/report.py)."""
+    import ablation.report
+
     cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
-    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps(cells).encode())
+    h.update(Path(ablation.report.__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def read_stamp(job: Job) -> dict | None:
+    """The page's stamp, or None if missing or unreadable."""
     try:
         return json.loads(job.stamp.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
@@ -172,14 +184,15 @@ def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
     return not job.depends_on_all or stamp.get("all_runs") == results_digest(s.results_root)
 
 
-def _jsonable(value):
+def _jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps(value))
 
 
 # --------------------------------------------------------------------------- executing
 
 
-def postprocess(nb, error: str = ""):
+def postprocess(nb: Any, error: str = "") -> Any:
     """Book-ready executed notebook: hide the default parameters (the injected ones show the
     values used) and, after a failure, say so at the top."""
     import nbformat
@@ -259,7 +272,7 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
 
 
 @contextlib.contextmanager
-def _environ(values: dict[str, str]):
+def _environ(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables for the kernels started inside (restored afterwards)."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -379,7 +392,7 @@ def _worker() -> None:
 
 
 @contextlib.contextmanager
-def sweep_lock(folder: Path, wait: bool = False):
+def sweep_lock(folder: Path, wait: bool = False) -> Iterator[None]:
     """Exclusive flock on ``folder/.sweep.lock``; refuses (one line) or waits."""
     folder.mkdir(parents=True, exist_ok=True)
     fh = open(folder / ".sweep.lock", "a+")
@@ -424,6 +437,7 @@ def sweep(s: Settings, wait: bool = False) -> list[dict]:
                   dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0) as bar:
             for phase in (1, 2, 3):
                 run_phase([j for j in jobs if j.phase == phase], s, bar, results)
+        ensure_placeholders(s.book_dir)  # pages not swept: `jupyter-book build` still works
     return results
 
 
@@ -431,6 +445,7 @@ def sweep(s: Settings, wait: bool = False) -> list[dict]:
 
 
 def summary(results: list[dict], seconds: float, s: Settings) -> str:
+    """The end-of-sweep report: counts, then one line per failed page."""
     counts = {k: sum(r["status"] == k for r in results) for k in ("ran", "reused", "failed")}
     lines = [f"sweep (profile {s.profile}, results {s.results_root}): {len(results)} pages in "
              f"{seconds:.0f} s: {counts['ran']} ran, {counts['reused']} reused, "
@@ -463,6 +478,7 @@ def dry_run(s: Settings) -> str:
 
 
 def _int_list(text: str) -> list[int]:
+    """argparse type: '0,1,2' -> [0, 1, 2]."""
     try:
         return [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
@@ -503,6 +519,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def settings_from_args(args) -> Settings:
+    """Validate the command line into :class:`Settings`."""
     from ablation.tasks import TASKS, parse_tasks
 
     tasks = parse_tasks(args.tasks)
@@ -524,6 +541,7 @@ def settings_from_args(args) -> Settings:
 
 
 def run(args) -> int:
+    """``ablation sweep``: dry run, or sweep (and build); 1 if a page failed."""
     s = settings_from_args(args)
     if args.dry_run:
         print(dry_run(s))

@@ -58,7 +58,7 @@ def loaded_dom(page: Path, profile_dir: Path) -> tuple[str, list]:
                                                               CHECK_SCRIPT + "</body>"))
     dom = chromium(profile_dir, "--virtual-time-budget=20000", "--dump-dom", check.as_uri())
     check.unlink()
-    match = re.search(r'<pre id="ablation-img-check">(.*?)</pre>', dom, re.S)
+    match = re.search(r'<pre id="ablation-img-check"[^>]*>(.*?)</pre>', dom, re.S)
     assert match, f"{page.name}: the page did not finish loading"
     return dom, json.loads(html.unescape(match.group(1)))
 
