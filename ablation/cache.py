@@ -63,7 +63,8 @@ def _key(files: list[Path], scale: int) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION} x{scale}".encode())
     for f in files:
         st = f.stat()
-        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n"
+                 .encode())
     return h.hexdigest()[:16]
 
 
@@ -120,7 +121,7 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
         raise DataError(f"{label}: no training images; fetch a training set first")
     files = [Path(f) for f in files]
     folder = Path(cache_root) / f"{label}-x{scale}-{_key(files, scale)}"
-    ds = _try_load(folder, scale, fingerprint)
+    ds = _try_load(folder, scale, fingerprint, files)
     if ds is not None:
         _check_sizes(ds, files, min_lr_size)
         return ds
@@ -132,6 +133,7 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
     index = dict(version=CACHE_VERSION, scale=scale, names=[str(f) for f in files],
                  hr_shapes=shapes.tolist(), hr_offsets=hr_off.tolist(),
                  lr_offsets=lr_off.tolist(), hr_digest=_digest(hr), lr_digest=_digest(lr))
+    index["index_digest"] = _index_digest(index)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
@@ -151,20 +153,36 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
                       fingerprint)
 
 
-def _try_load(folder: Path, scale: int, fingerprint: str) -> DecodedSet | None:
+def _index_digest(index: dict) -> str:
+    """Digest of the geometry fields, so a damaged (but still valid JSON) index is caught."""
+    keys = ("version", "scale", "names", "hr_shapes", "hr_offsets", "lr_offsets", "hr_digest",
+            "lr_digest")
+    blob = json.dumps({k: index[k] for k in keys}, sort_keys=True).encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def _try_load(folder: Path, scale: int, fingerprint: str,
+              files: list[Path] | None = None) -> DecodedSet | None:
     try:
         index = json.loads((folder / "index.json").read_text())
         if index.get("version") != CACHE_VERSION or index.get("scale") != scale:
+            return None
+        if index.get("index_digest") != _index_digest(index):
+            return None
+        if files is not None and index["names"] != [str(f) for f in files]:
             return None
         hr = np.load(folder / "hr.npy", mmap_mode="r")
         lr = np.load(folder / "lr.npy", mmap_mode="r")
         if _digest(hr) != index["hr_digest"] or _digest(lr) != index["lr_digest"]:
             return None
+        shapes = np.array(index["hr_shapes"], dtype=np.int64).reshape(-1, 2)
+        if int((shapes[:, 0] * shapes[:, 1] * 3).sum()) != hr.size:
+            return None
         return DecodedSet(np.array(hr), np.array(lr), index["names"],
                           np.array(index["hr_shapes"], dtype=np.int64).reshape(-1, 2),
                           np.array(index["hr_offsets"], dtype=np.int64),
                           np.array(index["lr_offsets"], dtype=np.int64), scale, fingerprint)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None
 
 

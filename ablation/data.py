@@ -230,6 +230,16 @@ def _fetch_from_mirror(ds: Dataset, root: Path, mirror_root: Path) -> None:
         raise DataError(f"{manifest}: no entries for {ds.name!r}; the mirror's manifest is wrong")
     dest = root / ds.subdir
     dest.mkdir(parents=True, exist_ok=True)
+    from ablation.download import _lock
+
+    with _lock(root, ds.name):
+        for stale in dest.rglob(".fetch.*"):  # temp files of a copy that was killed
+            stale.unlink(missing_ok=True)
+        _copy_verified(ds, manifest, entries, src_dir, dest)
+
+
+def _copy_verified(ds: Dataset, manifest: Path, entries: dict[str, str], src_dir: Path,
+                   dest: Path) -> None:
     done: dict[str, str] = {}
     for rel_name, digest in entries.items():
         target = dest / rel_name

@@ -263,9 +263,15 @@ def _download(src: Source, downloads: Path) -> Path:
 
     fname = _archive_name(src.url)
     target = downloads / fname
-    if src.known_hash is None and target.exists():
-        if _trusted(target):
+    # pooch streams into a temp file in its folder: give it a per-archive folder, cleared
+    # first, so a killed run's half download never lingers (DIV2K's are GBs)
+    partial = downloads / f".partial-{fname}"
+    shutil.rmtree(partial, ignore_errors=True)
+    if target.exists():
+        if src.known_hash is None and _trusted(target):
             return target  # passed its checks on an earlier run
+        if src.known_hash is not None and _hash_ok(target, src.known_hash):
+            return target
         _discard(target)  # unverified leftover (e.g. an interrupted earlier run)
     failure = _SourceFailed(src.url, "not attempted")
     for attempt in range(ATTEMPTS):
@@ -275,10 +281,13 @@ def _download(src: Source, downloads: Path) -> Path:
             with _quiet_pooch():
                 if not target.exists():
                     _say(f"downloading {src.url}")
-                path = Path(pooch.retrieve(
-                    src.url, known_hash=src.known_hash, fname=fname, path=downloads,
+                fetched = Path(pooch.retrieve(
+                    src.url, known_hash=src.known_hash, fname=fname, path=partial,
                     downloader=pooch.HTTPDownloader(progressbar=_progressbar(),
                                                     timeout=TIMEOUT_S)))
+                os.replace(fetched, target)
+                shutil.rmtree(partial, ignore_errors=True)
+                path = target
         except requests.exceptions.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else None
             failure = _SourceFailed(src.url, f"HTTP {status}")
@@ -307,6 +316,7 @@ def _download(src: Source, downloads: Path) -> Path:
             failure = _SourceFailed(src.url, f"got {size} bytes, expected {src.size}")
             continue
         return path
+    shutil.rmtree(partial, ignore_errors=True)
     if src.known_hash is not None or not _trusted(target):
         _discard(target)  # a stale file pooch could not replace must not look valid
     raise failure
@@ -326,6 +336,14 @@ def _sidecar(archive: Path) -> Path:
 def _trust(archive: Path) -> None:
     """Record that an archive without a published checksum passed its checks."""
     atomic_write_text(_sidecar(archive), data.sha256_file(archive) + "\n")
+
+
+def _hash_ok(archive: Path, known_hash: str) -> bool:
+    """True if ``archive`` matches pooch-style ``known_hash`` ("sha256:...", "md5:...")."""
+    import pooch
+
+    alg, _, digest = known_hash.partition(":")
+    return pooch.file_hash(str(archive), alg=alg).lower() == digest.lower()
 
 
 def _trusted(archive: Path) -> bool:

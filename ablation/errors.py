@@ -17,6 +17,17 @@ class CheckpointError(AblationError):
     """A checkpoint that can't be trusted (corrupt, other architecture, unsafe pickle)."""
 
 
+class DiskWriteError(AblationError, OSError):
+    """A write failed (disk full, permissions); the previous file was kept intact."""
+
+    def __init__(self, errno_: int | None, message: str):
+        OSError.__init__(self, errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class ConfigError(AblationError, ValueError):
     """Bad parameters: unknown task, variant, scale or profile; the message lists valid values."""
 

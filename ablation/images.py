@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ablation.errors import DataError
+from ablation.errors import DataError, DiskWriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -180,11 +180,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError):
+            raise DiskWriteError(exc.errno, f"{path}: cannot write ({exc.strerror or exc}); "
+                                 "free disk space or fix permissions and rerun (the previous "
+                                 "file is kept)") from None
         raise
     _fsync_dir(path.parent)
 

@@ -150,7 +150,7 @@ class PerceptualLoss(nn.Module):
 
 
 def make_loss(kind: str, pixel_weight: float = 0.0, backbone: str = "vgg19",
-              vgg_weights: str | None = None) -> nn.Module:
+              vgg_weights: str | None = None, cache_dir=None) -> nn.Module:
     """L1 / L2 on [0, 1]-scaled images, or the perceptual loss.
 
     ``backbone="vgg19"`` loads VGG19 weights (``vgg_weights``, env, cache or download);
@@ -165,7 +165,8 @@ def make_loss(kind: str, pixel_weight: float = 0.0, backbone: str = "vgg19",
         check_choice("perceptual backbone", backbone, PERCEPTUAL_BACKBONES)
         if backbone == "efficientnet_lite0":
             return PerceptualLoss(efficientnet_lite0_features(), pixel_weight, backbone)
-        return PerceptualLoss(load_vgg19_features(vgg19_weights_path(vgg_weights)),
+        path = vgg19_weights_path(vgg_weights, cache_dir=cache_dir)
+        return PerceptualLoss(load_vgg19_features(path),
                               pixel_weight, backbone)
     raise ConfigError(f"unknown loss {kind!r}; valid values: l1, l2, perceptual")
 

@@ -88,6 +88,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
         if done is not None and done.get("config_hash") == chash and not retrain:
             done["reused"] = True
             return done
+        for stale in folder.glob(".*.tmp"):  # left by a process killed mid-write
+            stale.unlink(missing_ok=True)
         if retrain:
             for name in ("metrics.json", "state.pt"):
                 with contextlib.suppress(FileNotFoundError):
@@ -101,10 +103,13 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             t1 = time.perf_counter()
             per_image = evaluate(res.model, config.eval_sets, scale, f"{t.key}/{variant}",
                                  data_dir, device=res.device)
+            label = v.label
+            if v.loss == "perceptual" and config.perceptual_backbone != "vgg19":
+                label += f" [substitute backbone: {config.perceptual_backbone}, not VGG19]"
             info = dict(per_image=per_image, params=count_params(v.spec, scale),
                         flops_per_pixel=flops_per_output_pixel(v.spec, scale),
                         train_seconds=res.seconds, eval_seconds=time.perf_counter() - t1,
-                        device=res.device, spec=v.spec.to_dict(), loss=v.loss, label=v.label)
+                        device=res.device, spec=v.spec.to_dict(), loss=v.loss, label=label)
         per_image = info.pop("per_image")
         atomic_write_text(folder / "per_image.csv", per_image.to_csv(index=False))
         summary = summarize(per_image)
@@ -112,6 +117,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             task=task, task_key=t.key, variant=variant, label=info["label"], scale=scale,
             seed=seed, profile=profile, config_hash=chash, data_fingerprint=fingerprint,
             loss=info["loss"], spec=info["spec"], params=info["params"],
+            perceptual_backbone=config.perceptual_backbone if info["loss"] == "perceptual"
+            else None,
             flops_per_pixel=info["flops_per_pixel"],
             flops_1280x720=info["flops_per_pixel"] * FLOPS_FRAME[0] * FLOPS_FRAME[1],
             iterations=config.iterations if not is_bicubic else 0,

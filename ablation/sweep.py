@@ -192,10 +192,16 @@ def _jsonable(value: Any) -> Any:
 # --------------------------------------------------------------------------- executing
 
 
-def postprocess(nb: Any, error: str = "") -> Any:
-    """Book-ready executed notebook: hide the default parameters (the injected ones show the
-    values used) and, after a failure, say so at the top."""
+def postprocess(nb: Any, error: str = "", title: str | None = None) -> Any:
+    """Book-ready executed notebook: the page's title (with its scale), the default parameters
+    hidden (the injected ones show the values used) and, after a failure, a note at the top."""
     import nbformat
+
+    for cell in nb.cells:
+        if title and cell.cell_type == "markdown" and cell.source.startswith("# "):
+            _old, _, rest = cell.source.partition("\n")
+            cell.source = f"# {title}\n{rest}" if rest else f"# {title}"
+            break
 
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
@@ -231,7 +237,7 @@ def _finish(job: Job, tmp: Path, error: str) -> None:
         nb = nbformat.from_dict(placeholder_notebook(job.page, reason))
         nb.metadata["sr_ablation"]["sweep_error"] = error
     else:
-        nb = postprocess(nb, error)
+        nb = postprocess(nb, error, job.page.title)
     atomic_write_text(job.output, notebook_text(nb))
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

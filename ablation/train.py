@@ -33,13 +33,13 @@ from ablation.cache import load_decoded
 from ablation.checkpoint import save_checkpoint, unwrap
 from ablation.config import TrainConfig, config_hash, make_config
 from ablation.degradation import bicubic_down, modcrop, quantize
-from ablation.errors import AblationError, CheckpointError
+from ablation.errors import AblationError, CheckpointError, check_choice
 from ablation.images import atomic_write_bytes, atomic_write_text, read_image
 from ablation.losses import make_loss
 from ablation.metrics import psnr
-from ablation.models import ModelSpec, SRNet, build_model
+from ablation.models import SCALES, ModelSpec, SRNet, build_model
 from ablation.sampler import PatchSampler
-from ablation.tasks import Variant
+from ablation.tasks import LOSSES, Variant
 
 
 class TrainingDiverged(AblationError):
@@ -239,6 +239,8 @@ def train(
         spec, loss_kind = spec_or_variant.spec, loss or spec_or_variant.loss
     else:
         spec, loss_kind = spec_or_variant, loss or "l1"
+    check_choice("scale", scale, SCALES)
+    check_choice("loss", loss_kind, LOSSES)
     rank, world = dist_info()
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
@@ -268,7 +270,7 @@ def train(
     sampler = PatchSampler(decoded, config.lr_patch, max(1, config.batch_size // world),
                            device, gen, config.blur_sigma, config.noise_sigma)
     loss_fn = make_loss(loss_kind, config.pixel_weight, config.perceptual_backbone,
-                        vgg_weights).to(device)
+                        vgg_weights, cache_dir=paths.data_dir(data_dir) / "weights").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  betas=tuple(config.adam_betas), eps=config.adam_eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(config, i))
@@ -303,53 +305,56 @@ def train(
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     model.train()
-    for it in range(start, config.iterations):
-        lr_img, hr_img = sampler.sample()
-        if config.channels_last:
-            lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            sr_img = net(lr_img)
-        loss = loss_fn(sr_img.float(), hr_img)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        scheduler.step()
-        ld = loss.detach()
-        running += ld
-        n_running += 1
-        bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(ld), it + 1, bad_iter)
-        done = it + 1
-        is_ckpt = done % config.checkpoint_every == 0 or done == config.iterations
-        is_val = done % config.val_every == 0 or done == config.iterations
-        if done % config.log_every == 0 or is_ckpt or is_val:
-            bad = int(bad_iter.item())
-            if bad >= 0:
-                bar.close()
-                where = f"; last good checkpoint kept: {state_path}" if state_path and \
-                    state_path.exists() else ""
-                raise TrainingDiverged(
-                    f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
-                    "or check the data")
-            row = dict(iteration=done, loss=running.item() / n_running,
-                       learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
-                       seconds=elapsed_before + time.perf_counter() - t0)
-            running.zero_()
-            n_running = 0
-            if is_val and rank == 0:
-                row["val_psnr"] = validate(model, val_pairs, scale, device)
-            history.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}", refresh=False)
-            if is_ckpt and writer:
-                _save_state(state_path, model, optimizer, scheduler, scaler, gen, done, chash,
-                            history)
-                atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-        bar.update(1)
-    bar.close()
+    try:
+        for it in range(start, config.iterations):
+            lr_img, hr_img = sampler.sample()
+            if config.channels_last:
+                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+            with autocast:
+                sr_img = net(lr_img)
+            loss = loss_fn(sr_img.float(), hr_img)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
+            ld = loss.detach()
+            running += ld
+            n_running += 1
+            bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(ld), it + 1, bad_iter)
+            done = it + 1
+            is_ckpt = done % config.checkpoint_every == 0 or done == config.iterations
+            is_val = done % config.val_every == 0 or done == config.iterations
+            if done % config.log_every == 0 or is_ckpt or is_val:
+                bad = int(bad_iter.item())
+                if bad >= 0:
+                    where = f"; last good checkpoint kept: {state_path}" if state_path and \
+                        state_path.exists() else ""
+                    raise TrainingDiverged(
+                        f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
+                        "or check the data")
+                row = dict(iteration=done, loss=running.item() / n_running,
+                           learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
+                           seconds=elapsed_before + time.perf_counter() - t0)
+                running.zero_()
+                n_running = 0
+                if is_val and rank == 0:
+                    row["val_psnr"] = validate(model, val_pairs, scale, device)
+                history.append(row)
+                bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}",
+                                refresh=False)
+                if is_ckpt and writer:
+                    _save_state(state_path, model, optimizer, scheduler, scaler, gen, done,
+                                chash, history)
+                    atomic_write_text(out / "history.csv",
+                                      pd.DataFrame(history).to_csv(index=False))
+            bar.update(1)
+    finally:
+        bar.close()  # before any error message, so the message is the last line
     seconds = elapsed_before + time.perf_counter() - t0
     model.eval()
     if writer:

@@ -141,6 +141,7 @@ def test_failing_notebook_is_visible_and_does_not_stop_the_others(tmp_path, caps
         json.dumps(o) for c in failed.cells if c.cell_type == "code" for o in c.outputs)
     ok = nbformat.read(tmp_path / "book/tasks/task03-x2.ipynb", as_version=4)
     assert "fine smoke [2]" in json.dumps(ok)
+    assert ok.cells[0].source == "# Task 3: Depth on bicubic input"  # the page's title
     params = [c for c in ok.cells if "parameters" in c.metadata.get("tags", [])][0]
     assert "remove-cell" in params.metadata.tags  # the book shows the injected values
     assert not list((tmp_path / "book/tasks/.sweep-tmp").glob("*"))
