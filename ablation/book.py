@@ -142,6 +142,44 @@ def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
     return "\n".join(lines)
 
 
+CHECK_CELL = ("from ablation.book import check_parameters\n\n"
+              "check_parameters(globals())  # a misspelt papermill -p name fails here")
+
+
+def check_parameters(namespace: dict, known: set[str] | None = None) -> None:
+    """Fail on a parameter the notebook doesn't define (papermill only logs a warning).
+
+    Runs right after papermill's injected cell: any public, non-module global that the
+    parameters cell did not define is a typo (``-p iteratons 5``). ``known`` defaults to the
+    names listed in ``namespace["__parameters__"]`` or, without it, the parameter-cell names
+    of every generated notebook.
+    """
+    import types
+
+    from ablation.errors import ConfigError
+
+    if known is None:
+        known = set(namespace.get("__parameters__", ())) or _all_parameter_names()
+    ipython = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+    unknown = sorted(k for k, v in namespace.items()
+                     if not k.startswith("_") and k not in known and k not in ipython
+                     and not isinstance(v, types.ModuleType) and not callable(v))
+    if unknown:
+        raise ConfigError(f"unknown notebook parameter(s) {unknown}; valid: {sorted(known)}")
+
+
+def _all_parameter_names() -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for src in (parameters_source((2,)), "profile = 1\nscales = 1\nseeds = 1\n"
+                "results_dir = 1\nperceptual_backbone = 1"):
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
 def _task_intro(t: Task) -> str:
     """The task notebook's title cell: question, variants, comparison."""
     from ablation.tasks import TASKS
@@ -178,6 +216,7 @@ def task_notebook(t: Task) -> dict:
     return _notebook(t.key, [
         ("markdown", _task_intro(t)),
         ("code", parameters_source(t.scales), "parameters"),
+        ("code", CHECK_CELL, "remove-cell"),
         ("markdown", "## Runs\n\nEvery run this page needs, trained now or reused from the "
                      "results folder (same configuration hash)."),
         ("code", f"from ablation import report\n\nruns = report.run_task({t.number}, {args})\n"
@@ -227,9 +266,35 @@ The table is read from `ablation.config.PROFILES` when the page is built:
 
 METHOD_AFTER = """
 The `smoke` profile only proves that the pipeline runs end to end; its numbers are never
-findings. The `cpu` profile is the budget of this book on a two-core machine: a short
-one-cycle schedule (warm-up, then cosine decay) with a higher peak learning rate than the
-paper recipe, which a short run needs. The `paper` profile is the original recipe for GPUs.
+findings. The `paper` profile is the original recipe for GPUs.
+
+### Why the `cpu` budget looks the way it does
+
+The `cpu` profile is what a two-core laptop can do for the whole study (every variant at x2,
+task 1 and the reference models also at x3 and x4) in an afternoon. Three choices follow:
+
+- **Same budget for every variant.** Every run gets the same iterations, batch, patch size and
+  schedule, so a deeper or wider net is not helped by more updates: the study compares designs
+  at equal training cost in *iterations*, not at equal wall time.
+- **Small patches, short one-cycle schedule.** The LR patch is smaller than the paper's 48 px,
+  and the learning rate warms up to a peak far above the paper's 1e-4 before a cosine decay to
+  almost zero. A short run needs the high peak to get anywhere and the decay to settle; a pilot
+  with fewer iterations left the baseline well short of its level here, which is why the
+  iteration count is what it is.
+- **291 images instead of DIV2K.** The classic T91 + BSDS200 set is small enough to decode once
+  into memory; DIV2K is used automatically under the `paper` profile.
+
+What this likely changes: every network here is under-trained compared with the paper recipe
+(two to three orders of magnitude fewer training pixels, see the table), so absolute PSNR is
+lower than published numbers and the *deep and wide* variants (tasks 3 and 8, EDSR-baseline) are handicapped most: they have more
+to learn per iteration. Differences between variants that are small compared with the
+seed-noise band are not findings. The perceptual loss of task 11 uses an ImageNet-trained
+EfficientNet-Lite0 feature extractor under this profile (the VGG19 weights need a download);
+its rows say so.
+
+To run the paper recipe on a GPU machine: `make book PROFILE=paper` (fetches DIV2K, trains
+300k iterations per variant; `ablation train --task 4 --variant baseline --profile paper` for
+one run).
 
 ## Controls
 
@@ -280,6 +345,8 @@ def study_notebook(page: Page) -> dict:
             ("markdown", "## Every run of the study"),
             ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input",
              "full-width"),
+            ("markdown", "## Compute\n\nWall time of every run on the machine that ran it."),
+            ("code", "report.compute_table(profile, results_dir)", "hide-input"),
             ("markdown", "## Cost against quality"),
             ("code", "report.cost_figure(profile, results_dir, scale=scales[0], seeds=seeds)",
              "hide-input"),

@@ -1218,3 +1218,32 @@ def method_profiles(profile: str = "cpu") -> Html:
     return Html(profile_banner(profile).html +
                 f'<table class="ablation-profiles"><thead><tr><th></th>{head}</tr></thead>'
                 f"<tbody>{body}</tbody></table>", table.to_string())
+
+
+def compute_table(profile: str = "cpu", results_dir=None) -> Html:
+    """Wall time of every finished run (training and evaluation) and the study's total, read
+    from each run's metrics.json: what the study cost on the machine that ran it."""
+    rows = []
+    for m in results_mod.iter_metrics(profile, results_dir):
+        rows.append(dict(task=m.get("task"), variant=m.get("variant"), scale=m.get("scale"),
+                         seed=m.get("seed"), device=m.get("device", ""),
+                         train_min=(m.get("train_seconds") or 0.0) / 60,
+                         eval_min=(m.get("eval_seconds") or 0.0) / 60))
+    table = pd.DataFrame(rows, columns=["task", "variant", "scale", "seed", "device",
+                                        "train_min", "eval_min"])
+    if table.empty:
+        return Html(profile_banner(profile).html + "<p>No finished runs yet.</p>", "no runs")
+    table = table.sort_values(["task", "variant", "scale", "seed"])
+    total_h = (table.train_min.sum() + table.eval_min.sum()) / 60
+    body = "".join(
+        f"<tr><td>{r.task}</td><td>{esc(str(r.variant))}</td><td>x{r.scale}</td>"
+        f"<td>{r.seed}</td><td>{esc(str(r.device))}</td><td>{r.train_min:.1f}</td>"
+        f"<td>{r.eval_min:.1f}</td></tr>" for r in table.itertuples())
+    summary = (f"<p><b>{len(table)} runs, {total_h:.2f} hours of wall time in total</b> "
+               f"(training {table.train_min.sum() / 60:.2f} h, evaluation on the benchmarks "
+               f"{table.eval_min.sum() / 60:.2f} h), on the devices listed.</p>")
+    html = (profile_banner(profile).html + summary +
+            '<table class="ablation-compute"><thead><tr><th>task</th><th>variant</th>'
+            "<th>scale</th><th>seed</th><th>device</th><th>train (min)</th>"
+            f"<th>eval (min)</th></tr></thead><tbody>{body}</tbody></table>")
+    return Html(html, table.to_string(index=False) + f"\ntotal: {total_h:.2f} h")

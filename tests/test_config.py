@@ -21,12 +21,14 @@ FIELD_NAMES = sorted(f.name for f in fields(TrainConfig))
 
 def test_profile_defaults():
     cpu = make_config()
-    assert cpu == TrainConfig()
+    assert cpu == TrainConfig(perceptual_backbone="efficientnet_lite0")
     assert cpu.profile == "cpu"
-    assert (cpu.iterations, cpu.batch_size, cpu.lr_patch) == (1500, 16, 32)
+    assert (cpu.iterations, cpu.batch_size, cpu.lr_patch) == (2000, 16, 32)
     assert cpu.learning_rate == 2e-3 and cpu.schedule == "onecycle"
     assert cpu.train_set == "291" and cpu.eval_sets == BENCHMARKS
     assert cpu.adam_betas == (0.9, 0.999)
+
+    assert make_config("paper").perceptual_backbone == "vgg19"
 
     smoke = make_config("smoke")
     assert smoke.profile == "smoke"
@@ -128,3 +130,10 @@ def test_config_hash_extra_and_profile():
     assert config_hash(make_config("cpu", eval_sets=["Set5"])) == \
         config_hash(make_config("cpu", eval_sets=("Set5",)))
     assert config_hash(cfg, spec={"n_feats": 64}) != config_hash(cfg, spec={"n_feats": 32})
+
+
+def test_hash_ignores_perceptual_settings_for_pixel_losses():
+    vgg = make_config("cpu", perceptual_backbone="vgg19")
+    lite = make_config("cpu")
+    assert config_hash(vgg, loss="l1") == config_hash(lite, loss="l1")
+    assert config_hash(vgg, loss="perceptual") != config_hash(lite, loss="perceptual")

@@ -2,14 +2,13 @@
 
 Each test provokes one fault (SIGKILL, full disk, corrupt bytes, a hostile archive or pickle,
 NaN loss, bad parameters, ...) and checks the outcome: a one-line error that names the problem
-and the fix, and no lost or corrupted earlier work. Tests marked ``xfail(strict=True)`` assert
-the correct behaviour for a fault the package does not handle yet (the reason names the fix).
+and the fix, and no lost or corrupted earlier work.
 
 Case -> tests. "here:" lists this file's tests; "file.py::" tests elsewhere that also cover it.
 
  1  training SIGKILLed at random points, then resumed: bit-identical to an uninterrupted run
       here: test_sigkill_at_random_points_then_resume_is_bit_identical
-            test_temp_file_of_a_killed_write_is_cleaned_by_the_next_run (xfail)
+            test_temp_file_of_a_killed_write_is_cleaned_by_the_next_run
       test_train.py::test_kill_and_resume_is_bit_identical
  2  `ablation sweep` SIGKILLed during a run; the rerun finishes the rest
       here: test_sweep_killed_mid_run_then_rerun_finishes_the_rest
@@ -20,15 +19,15 @@ Case -> tests. "here:" lists this file's tests; "file.py::" tests elsewhere that
       test_sweep.py::test_second_sweep_on_the_same_results_refuses
  4  ENOSPC while writing state.pt / history.csv / metrics.json
       here: test_disk_full_keeps_earlier_files[...]
-            test_disk_full_in_the_cli_is_a_one_line_error (xfail)
+            test_disk_full_in_the_cli_is_a_one_line_error
       test_checkpoint.py::test_save_is_atomic_on_full_disk
       test_images.py::test_atomic_write_keeps_old_file_when_replace_fails
       test_images.py::test_atomic_write_keeps_old_file_when_the_write_fails
  5  download corrupted, cut short, or SIGKILLed; killed mirror copy
       here: test_bad_download_is_refused_then_refetched[corrupt|truncate]
             test_download_killed_mid_transfer_then_refetched
-            test_download_killed_mid_transfer_leaves_no_partial_file (xfail)
-            test_mirror_temp_of_a_killed_copy_is_cleaned_on_refetch (xfail)
+            test_download_killed_mid_transfer_leaves_no_partial_file
+            test_mirror_temp_of_a_killed_copy_is_cleaned_on_refetch
       test_download.py::test_corrupt_download_is_one_line_error_and_leaves_nothing
       test_download.py::test_interrupted_download_fails_then_rerun_succeeds
       test_download.py::test_truncated_body_without_length_or_hash_is_caught_and_discarded
@@ -39,8 +38,8 @@ Case -> tests. "here:" lists this file's tests; "file.py::" tests elsewhere that
       test_download.py::test_safe_extract_refuses_escaping_members
       test_download.py::test_fetch_refuses_a_slipping_archive
  7  decoded-image cache corrupted or stale
-      here: test_corrupt_cache_is_detected_and_rebuilt[...] (index-digit-flipped: xfail)
-            test_stale_cache_after_a_source_change_is_rebuilt[...] (True: xfail)
+      here: test_corrupt_cache_is_detected_and_rebuilt[...]
+            test_stale_cache_after_a_source_change_is_rebuilt[...]
       test_train.py::test_cache_is_reused_and_rebuilt_when_corrupt
  8  checkpoint truncated, of another architecture, or a pickle with code
       here: test_untrusted_checkpoint_is_refused[...]
@@ -63,8 +62,8 @@ Case -> tests. "here:" lists this file's tests; "file.py::" tests elsewhere that
       here: test_bad_parameter_is_a_config_error_listing_valid_values[...]
             test_cli_bad_parameter_exits_2_with_one_line[...]
             test_cli_subprocess_unknown_task_exits_2
-            test_train_checks_scale_and_loss_before_touching_data[...] (xfail)
-            test_papermill_typo_parameter_fails_the_page (xfail, slow)
+            test_train_checks_scale_and_loss_before_touching_data[...]
+            test_papermill_typo_parameter_fails_the_page (slow)
       test_config.py::test_unknown_parameter_lists_valid_names
       test_config.py::test_bad_values
       test_config.py::test_unknown_profile_lists_profiles
@@ -1083,13 +1082,6 @@ def test_train_checks_scale_and_loss_before_touching_data(tmp_path, bad):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="papermill only logs 'Passed unknown parameter: "
-                   "iteratons' and the page runs with the profile's default iterations; fix: "
-                   "book.task_notebook/study_notebook add a hidden cell right after the "
-                   "parameters cell calling a new ablation.book.check_parameters(globals(), "
-                   "KNOWN) that raises ConfigError for any other non-underscore, non-module "
-                   "global (papermill's injected cell sits between the two); regenerate "
-                   "notebooks/")
 def test_papermill_typo_parameter_fails_the_page(tmp_path, monkeypatch):
     import papermill as pm
 
