@@ -286,11 +286,11 @@ task 1 and the reference models also at x3 and x4) in an afternoon. Three choice
 
 What this likely changes: every network here is under-trained compared with the paper recipe
 (two to three orders of magnitude fewer training pixels, see the table), so absolute PSNR is
-lower than published numbers and the *deep and wide* variants (tasks 3 and 8,
-EDSR-baseline) are handicapped most: they have more to learn per iteration. Differences
-between variants that are small compared with the seed-noise band are not findings. The perceptual loss of task 11 uses an ImageNet-trained
-EfficientNet-Lite0 feature extractor under this profile (the VGG19 weights need a download);
-its rows say so.
+lower than published numbers and the *deep and wide* variants (tasks 3 and 8, EDSR-baseline)
+are handicapped most: they have more to learn per iteration. Differences between variants
+that are small compared with the seed-noise band are not findings. The perceptual loss of
+task 11 uses an ImageNet-trained EfficientNet-Lite0 feature extractor under this profile
+(the VGG19 weights need a download); its rows say so.
 
 To run the paper recipe on a GPU machine: `make book PROFILE=paper` (fetches DIV2K, trains
 300k iterations per variant; `ablation train --task 4 --variant baseline --profile paper` for
