@@ -312,10 +312,11 @@ INTENDED_DIFFS = {
     (8, "width128"): {(4, "baseline"): {"n_feats"}},
     (9, "l2"): {(4, "baseline"): {"loss"}},
     (10, "rcab"): {(4, "baseline"): {"block", "n_blocks"}, (6, "resblocks"): {"block"}},
+    # the RCAN-style reference is the published architecture (with biases), not a control
     (10, "rcan"): {(4, "baseline"): {"block", "n_blocks", "n_groups", "body_conv",
-                                     "mean_shift"},
+                                     "mean_shift", "bias"},
                    (6, "resblocks"): {"block", "n_blocks", "n_groups", "body_conv",
-                                      "mean_shift"}},
+                                      "mean_shift", "bias"}},
     (11, "perceptual"): {(4, "baseline"): {"loss"}},
 }
 
