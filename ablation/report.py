@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 SMOKE_WARNING = "smoke run: numbers are not findings"
 NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
 NOISE_SIGMAS = 2.0
+NOISE_SEEDS = (0, 1, 2)  # the noise run always gets these seeds at NOISE_SCALE
+NOISE_SCALE = 2
 FRAME_720P = (1280, 720)
 BICUBIC = "bicubic"
 RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim", "params",
@@ -254,11 +256,20 @@ def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
         for bt, bv in t.compare_to:
             label = get_task(bt).variant(bv).label
             out += [PlannedRun(bt, bv, label, scale, seed, "baseline",
-                               skip_reason(bt, bv, profile)) for seed in seeds]
+                               skip_reason(bt, bv, profile))
+                    for seed in run_seeds(bt, bv, scale, seeds)]
         out += [PlannedRun(t.number, v.name, v.label, scale, seed, "variant",
                            skip_reason(t.number, v.name, profile))
-                for v in own for seed in seeds]
+                for v in own for seed in run_seeds(t.number, v.name, scale, seeds)]
     return out
+
+
+def run_seeds(task: int, variant: str, scale: int, seeds: list[int]) -> list[int]:
+    """The seeds to run: ``seeds``, plus NOISE_SEEDS for the noise run (task-4 baseline at x2),
+    so every build has the seed-noise band that the comparisons are read against."""
+    if (task, variant) == NOISE_RUN and scale == NOISE_SCALE:
+        return sorted(set(seeds) | set(NOISE_SEEDS))
+    return list(seeds)
 
 
 def one_line_reason(exc: BaseException, loss: str | None = None) -> str:

@@ -83,7 +83,8 @@ def test_stamp_decides_what_is_up_to_date(tmp_path):
     s = settings(tmp_path)
     task_job, method, results, conclusion = sweep.plan(s)
     assert task_job.expected_runs == ["task00/bicubic/x2/seed0", "task03/8layers_grc/x2/seed0",
-                                      "task04/baseline/x2/seed0"]
+                                      "task04/baseline/x2/seed0", "task04/baseline/x2/seed1",
+                                      "task04/baseline/x2/seed2"]  # + the noise seeds
     assert (results.phase, conclusion.phase, method.phase) == (2, 3, 1)
     assert not sweep.is_up_to_date(task_job, s, "src")
     finish_fake(task_job, s, "src")
