@@ -578,12 +578,7 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablation book`` without the rest of the CLI (for tests)."""
-    parser = argparse.ArgumentParser(prog="ablation")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["book", *(argv or [])])
-    try:
-        return int(args.func(args) or 0)
-    except AblationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``ablation book`` on its own (for tests): the full CLI with 'book' prepended."""
+    from ablation.cli import main as cli_main
+
+    return cli_main(["book", *(sys.argv[1:] if argv is None else argv)])

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
-import logging
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ablation import data
 from ablation.data import MANIFEST, Dataset, Source
-from ablation.errors import DataError, check_choice
+from ablation.errors import DataError, check_choice, quiet_logger
 from ablation.images import IMAGE_SUFFIXES, atomic_write_text
 
 ATTEMPTS = 3  # tries per URL before moving on to the next source
@@ -404,18 +403,9 @@ def _progressbar() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _quiet_pooch() -> Iterator[None]:
+def _quiet_pooch():
     """pooch logs advice for library authors ("use this value as known_hash"); hide it."""
-    import pooch
-
-    logger = pooch.get_logger()
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    return quiet_logger("pooch")
 
 
 def _say(msg: str) -> None:

@@ -4,6 +4,10 @@ Messages are one line: what is wrong, which file, and the command or change that
 The CLI prints ``error: <message>`` and exits 2 instead of a traceback.
 """
 
+import contextlib
+import logging
+from collections.abc import Iterator
+
 
 class AblationError(Exception):
     """A user-facing error with a one-line message naming the problem and the fix."""
@@ -38,3 +42,16 @@ def check_choice(name: str, value, valid) -> None:
     if value not in valid:
         shown = ", ".join(str(v) for v in valid)
         raise ConfigError(f"unknown {name} {value!r}; valid values: {shown}")
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Raise a library's logger to WARNING for a block (pooch's download notices would
+    otherwise land in saved notebooks and CLI output)."""
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)

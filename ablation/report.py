@@ -27,7 +27,7 @@ import math
 import os
 import textwrap
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +38,7 @@ import pandas as pd
 from ablation import paths
 from ablation import results as results_mod
 from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, make_config
-from ablation.errors import AblationError, check_choice
+from ablation.errors import AblationError, check_choice, quiet_logger
 from ablation.images import atomic_write_bytes
 from ablation.tasks import REFERENCE, TASKS, Task, get_task
 
@@ -349,7 +349,7 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
         return rec
     loss = None if run.variant == BICUBIC else get_task(run.task).variant(run.variant).loss
     t0 = time.perf_counter()
-    quiet = contextlib.nullcontext() if progress else _quiet_logger("pooch")
+    quiet = contextlib.nullcontext() if progress else quiet_logger("pooch")
     try:
         with warnings.catch_warnings(), quiet:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -363,20 +363,6 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
     rec["status"] = "reused" if m.get("reused") else "ran"
     rec["seconds"] = time.perf_counter() - t0
     return rec
-
-
-@contextlib.contextmanager
-def _quiet_logger(name: str) -> Iterator[None]:
-    """Hide a library's INFO messages (e.g. pooch's download notice) in saved notebooks."""
-    import logging
-
-    logger = logging.getLogger(name)
-    old = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(old)
 
 
 def run_task(task: int, profile: str = "cpu", scales: Sequence[int] | None = None,

@@ -565,15 +565,10 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablation sweep`` without the rest of the CLI (for tests)."""
-    parser = argparse.ArgumentParser(prog="ablation")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sweep", *(argv or [])])
-    try:
-        return int(args.func(args) or 0)
-    except AblationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``ablation sweep`` on its own (for tests): the full CLI with 'sweep' prepended."""
+    from ablation.cli import main as cli_main
+
+    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -385,19 +385,11 @@ def run(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in records) else 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``ablation upscale`` on its own: parse ``argv`` (without 'upscale'), run, exit code.
+def main(argv: list[str] | None = None) -> int:
+    """``ablation upscale`` on its own (for tests): the full CLI with 'upscale' prepended."""
+    from ablation.cli import main as cli_main
 
-    AblationErrors become one ``error:`` line on stderr and exit code 2, as in the full CLI.
-    """
-    parser = argparse.ArgumentParser(prog="ablation")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["upscale", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except AblationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(["upscale", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
