@@ -135,3 +135,17 @@ def test_run_variant_writes_and_reuses(data_dir, tmp_path):
     other = run_variant(4, "baseline", 2, "smoke", seed=0, results_dir=tmp_path,
                         data_dir=data_dir, iterations=6, progress=False)
     assert not other["reused"]
+
+
+def test_small_images_are_skipped_for_named_sets_and_refused_for_folders(data_dir, tmp_path):
+    from ablation.errors import DataError
+    from ablation.train import drop_small_images
+
+    files = split_files(make_config("cpu"), data_dir)[0]
+    with pytest.warns(UserWarning, match="smaller than the 96-px HR patch"):
+        kept = drop_small_images(files, 3, 32, strict=False)
+    assert 0 < len(kept) < len(files)
+    assert not any(f.name == "t20.png" for f in kept)  # T91's 78x78 image
+    assert len(drop_small_images(files, 2, 32, strict=False)) == len(files)  # x2: all fit
+    with pytest.raises(DataError, match="t20.png"):
+        drop_small_images([f for f in files if f.name == "t20.png"], 3, 32, strict=True)
