@@ -17,20 +17,19 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ablation import data
+from ablation import data, paths
 from ablation.cache import load_decoded
 from ablation.config import make_config
 from ablation.losses import make_loss
 from ablation.models import build_model, flops_per_output_pixel
 from ablation.sampler import PatchSampler
 from ablation.tasks import BASELINE, EDSR_BASELINE
-from ablation.train import resolve_device, split_files
+from ablation.train import drop_small_images, resolve_device, split_files
 
 BATCH, LR_PATCH, SCALE = 16, 48, 2
 
@@ -148,8 +147,9 @@ def main() -> None:
     device = resolve_device(args.device)
     if args.mirror:
         data.fetch("291", args.data_dir, args.mirror)
-    files = split_files(make_config("cpu"), args.data_dir)[0]
-    root = Path(args.data_dir or "data")
+    files = drop_small_images(split_files(make_config("cpu"), args.data_dir)[0], SCALE,
+                              LR_PATCH, strict=False)
+    root = paths.data_dir(args.data_dir)
     decoded = load_decoded(files, SCALE, root / "cache", label="291", min_lr_size=LR_PATCH)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
