@@ -110,8 +110,11 @@ def drop_small_images(files: list[Path], scale: int, lr_patch: int,
     from PIL import Image
 
     def too_small(f: Path) -> bool:
-        with Image.open(f) as img:
-            return min(img.size) // scale < lr_patch
+        try:
+            with Image.open(f) as img:
+                return min(img.size) // scale < lr_patch
+        except Exception:  # unreadable: decoding it reports the file with the fix
+            return False
 
     small = [f for f in files if too_small(f)]
     if small and strict:
