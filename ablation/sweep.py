@@ -484,12 +484,10 @@ def dry_run(s: Settings) -> str:
 
 
 def _int_list(text: str) -> list[int]:
-    """argparse type: '0,1,2' -> [0, 1, 2]."""
-    try:
-        return [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}") from None
+    """argparse type: '0,1,2' -> [0, 1, 2] (the CLI's parser)."""
+    from ablation.cli import _ints
+
+    return _ints(text)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -12,7 +12,6 @@ import os
 import socket
 import tarfile
 import threading
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_helpers import encoded, random_image, zip_bytes
 from PIL import Image
 
 from ablation import data, download
@@ -112,24 +112,11 @@ def _fast_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _image(seed: int, size: tuple[int, int] = (12, 10), mode: str = "RGB") -> Image.Image:
-    rng = np.random.default_rng(seed)
-    w, h = size
-    shape = (h, w, 3) if mode == "RGB" else (h, w)
-    return Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    return random_image(seed, size, mode)
 
 
-def _encoded(img: Image.Image, fmt: str, **kwargs: object) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kwargs)
-    return buf.getvalue()
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, payload in members.items():
-            zf.writestr(name, payload)
-    return buf.getvalue()
+_encoded = encoded
+_zip = zip_bytes
 
 
 def _tar(members: dict[str, bytes], mode: str = "w", links: dict[str, str] | None = None,
