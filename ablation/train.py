@@ -35,6 +35,7 @@ from ablation.checkpoint import save_checkpoint, unwrap
 from ablation.config import TrainConfig, config_hash, make_config
 from ablation.degradation import bicubic_down, modcrop, quantize
 from ablation.errors import AblationError, CheckpointError, check_choice
+from ablation.hostmem import reuse_freed_memory
 from ablation.images import atomic_write_bytes, atomic_write_text, read_image
 from ablation.losses import make_loss
 from ablation.metrics import psnr
@@ -338,56 +339,44 @@ def train(
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     model.train()
-    try:
-        for it in range(start, config.iterations):
-            lr_img, hr_img = sampler.sample()
-            if config.channels_last:
-                lr_img = lr_img.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                sr_img = net(lr_img)
-            loss = loss_fn(sr_img.float(), hr_img)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
-            ld = loss.detach()
-            running += ld
-            n_running += 1
-            bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(ld), it + 1, bad_iter)
-            done = it + 1
-            is_ckpt = done % config.checkpoint_every == 0 or done == config.iterations
-            is_val = done % config.val_every == 0 or done == config.iterations
-            if done % config.log_every == 0 or is_ckpt or is_val:
-                bad = int(bad_iter.item())
-                if bad >= 0:
-                    where = f"; last good checkpoint kept: {state_path}" if state_path and \
-                        state_path.exists() else ""
-                    raise TrainingDiverged(
-                        f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
-                        "or check the data")
-                row = dict(iteration=done, loss=running.item() / n_running,
-                           learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
-                           seconds=elapsed_before + time.perf_counter() - t0)
-                running.zero_()
-                n_running = 0
-                if is_val and rank == 0:
-                    row["val_psnr"] = validate(model, val_pairs, scale, device)
-                history.append(row)
-                bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}",
-                                refresh=False)
-                if is_ckpt and writer:
-                    _save_state(state_path, model, optimizer, scheduler, scaler, gen, done,
-                                chash, history)
-                    atomic_write_text(out / "history.csv",
-                                      pd.DataFrame(history).to_csv(index=False))
-            bar.update(1)
-    finally:
-        bar.close()  # before any error message, so the message is the last line
+    with reuse_freed_memory(device.type == "cpu"):  # see ablation.hostmem
+        try:
+            for it in range(start, config.iterations):
+                ld = train_step(net, sampler, loss_fn, optimizer, scaler, autocast,
+                                config.channels_last)
+                scheduler.step()
+                running += ld
+                n_running += 1
+                bad_iter = torch.where((bad_iter < 0) & ~torch.isfinite(ld), it + 1, bad_iter)
+                done = it + 1
+                is_ckpt = done % config.checkpoint_every == 0 or done == config.iterations
+                is_val = done % config.val_every == 0 or done == config.iterations
+                if done % config.log_every == 0 or is_ckpt or is_val:
+                    bad = int(bad_iter.item())
+                    if bad >= 0:
+                        where = f"; last good checkpoint kept: {state_path}" if state_path and \
+                            state_path.exists() else ""
+                        raise TrainingDiverged(
+                            f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
+                            "or check the data")
+                    row = dict(iteration=done, loss=running.item() / n_running,
+                               learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
+                               seconds=elapsed_before + time.perf_counter() - t0)
+                    running.zero_()
+                    n_running = 0
+                    if is_val and rank == 0:
+                        row["val_psnr"] = validate(model, val_pairs, scale, device)
+                    history.append(row)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", val=f"{row['val_psnr']:.2f}",
+                                    refresh=False)
+                    if is_ckpt and writer:
+                        _save_state(state_path, model, optimizer, scheduler, scaler, gen, done,
+                                    chash, history)
+                        atomic_write_text(out / "history.csv",
+                                          pd.DataFrame(history).to_csv(index=False))
+                bar.update(1)
+        finally:
+            bar.close()  # before any error message, so the message is the last line
     seconds = elapsed_before + time.perf_counter() - t0
     model.eval()
     if writer:
@@ -398,6 +387,30 @@ def train(
                         seconds=seconds, loss_module=loss_fn)
     return RunResult(model, pd.DataFrame(history), config, chash, seconds, str(device), out,
                      fingerprint)
+
+
+def train_step(net, sampler: PatchSampler, loss_fn, optimizer, scaler, autocast,
+               channels_last: bool) -> torch.Tensor:
+    """One iteration: sample a batch, forward, loss, backward, optimizer step.
+
+    Returns the detached loss as a device tensor (no host sync; the caller reads it every
+    ``log_every`` steps). ``benchmarks/train_throughput.py`` times exactly this function.
+    """
+    lr_img, hr_img = sampler.sample()  # (B, 3, p, p), (B, 3, s*p, s*p) float in [0, 255]
+    if channels_last:
+        lr_img = lr_img.contiguous(memory_format=torch.channels_last)
+    with autocast:
+        sr_img = net(lr_img)
+    loss = loss_fn(sr_img.float(), hr_img)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss.detach()
 
 
 def _progress(config: TrainConfig, start: int, rank: int):
