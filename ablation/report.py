@@ -903,6 +903,9 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
     for scale, sub in table.groupby("scale", sort=False):
         ref = sub[(sub.task == ref_task) & (sub.variant == ref_variant)]
         own = sub[sub.role == "variant"]
+        if not ref.empty:
+            lines += [answer_sentence(v, ref.iloc[0], int(scale), sets, bands)
+                      for _, v in own.iterrows()]
         for s in sets:
             col = f"{s} PSNR"
             ok = sub[sub[col].notna()]
@@ -925,6 +928,58 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
     for _, r in not_run.iterrows():
         lines.append(f"<i>{esc(r.label)}</i> (x{r.scale}) was {esc(r.status)}.")
     return lines
+
+
+def original_psnr(task: int, variant: str, scale: int) -> dict[str, float] | None:
+    """The original study's PSNR per set for a run (its README table; bicubic: the published
+    bicubic row it compared against), or None."""
+    if variant == BICUBIC:
+        pub = [p for p in PUBLISHED if p.method == "Bicubic" and p.scale == scale]
+        return {s: v[0] for s, v in pub[0].sets.items()} if pub else None
+    return ORIGINAL_README.get((task, variant, scale))
+
+
+def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
+                    bands: dict[tuple[int, str], NoiseBand]) -> str:
+    """The task's answer for one variant: mean PSNR change over the sets against the comparison
+    run, how many per-set changes exceed the noise band, and whether the original study's
+    README moved the same way."""
+    deltas = {s: float(v[f"{s} PSNR"]) - float(ref[f"{s} PSNR"]) for s in sets
+              if not (math.isnan(v[f"{s} PSNR"]) or math.isnan(ref[f"{s} PSNR"]))}
+    head = f"<b>Answer (x{scale})</b>: <i>{esc(v.label)}</i> against <i>{esc(ref.label)}</i>"
+    if not deltas:
+        return f"{head}: no result yet."
+    mean = float(np.mean(list(deltas.values())))
+    known = {s: d for s, d in deltas.items() if bands.get((scale, s), NoiseBand(None, 0)).width
+             is not None}
+    outside = [s for s, d in known.items() if abs(d) > bands[(scale, s)].width]
+    signs = {np.sign(round(d, 2)) for d in deltas.values()}
+    direction = ("better on every set" if signs == {1.0} else "worse on every set"
+                 if signs == {-1.0} else "mixed across sets")
+    text = (f"{head}: {fmt_delta(mean)} dB on average over {len(deltas)} sets ({direction}); ")
+    if not known:
+        text += "noise band unknown, so not a finding yet."
+        significant = False
+    else:
+        text += (f"{len(outside)} of {len(known)} per-set differences exceed the seed-noise band"
+                 + (": not a finding." if not outside else "."))
+        significant = bool(outside)
+    orig_v = original_psnr(int(v.task), str(v.variant), scale)
+    orig_r = original_psnr(int(ref.task), str(ref.variant), scale)
+    if orig_v and orig_r:
+        orig_mean = float(np.mean([orig_v[s] - orig_r[s] for s in deltas]))
+        caveat = ORIGINAL_CAVEATS.get(int(v.task)) or ORIGINAL_CAVEATS.get(int(ref.task))
+        agree = np.sign(round(orig_mean, 2)) == np.sign(round(mean, 2))
+        text += f" The original study's README: {fmt_delta(orig_mean)} dB on the same sets"
+        if caveat:
+            text += f" (a row it reports can't be taken at face value: {esc(caveat)})."
+        elif agree:
+            text += " (same direction)."
+        else:
+            text += (" (opposite direction" + (", and ours exceeds the noise band)." if significant
+                                               else "; ours is inside the noise band).")
+                     )
+    return text
 
 
 def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
@@ -1195,6 +1250,8 @@ def profiles_table() -> pd.DataFrame:
             "peak learning rate": f"{c.learning_rate:g}",
             "schedule": c.schedule if c.schedule == "onecycle"
             else f"step (halved after {c.step_at:.0%})",
+            "HR pixels seen in training (x2)":
+                f"{c.iterations * c.batch_size * (2 * c.lr_patch) ** 2 / 1e9:.3g} G",
             "training set": c.train_set,
             "validation images": c.val_images,
             "evaluated on": ", ".join(c.eval_sets),

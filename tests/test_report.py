@@ -269,6 +269,9 @@ def test_profiles_table_reads_the_config():
         c = make_config(name)
         assert table.loc[name, "iterations"] == f"{c.iterations:,}"
         assert table.loc[name, "training set"] == c.train_set
+    # paper: 300k x 16 x 96^2 = 44.2 G pixels; cpu: 2000 x 16 x 64^2 = 0.131 G (~340x fewer)
+    assert table.loc["paper", "HR pixels seen in training (x2)"] == "44.2 G"
+    assert table.loc["cpu", "HR pixels seen in training (x2)"] == "0.131 G"
     assert "(this book)" in report.method_profiles("smoke").html
 
 
@@ -298,3 +301,35 @@ def test_real_smoke_task(tmp_path, data_dir):
     again = report.run_task(2, profile="smoke", data_dir=data_dir,
                             results_dir=tmp_path / "results", iterations=2, progress=False)
     assert [r["status"] for r in again.records] == ["reused"] * 3
+
+
+def test_answer_sentence_states_mean_band_and_original_direction(study):
+    # fixture: batch norm vs the baseline mean: Set5 +0.30 (band ±0.04), Set14 +0.01
+    runs = report.load_runs(PROFILE, study)
+    table = report.task_table(report.planned_runs(5, [2], [0], profile=PROFILE), runs, PROFILE)
+    text = " ".join(report.conclusion_text(5, table, PROFILE, report.noise_bands(runs)))
+    assert ("<b>Answer (x2)</b>: <i>baseline + batch norm</i> against <i>baseline (8 conv, LR "
+            "input)</i>: +0.15 dB on average over 2 sets (better on every set); 1 of 2 per-set "
+            "differences exceed the seed-noise band.") in text
+    # README: batch norm 37.636 / 33.175 vs baseline 37.335 / 32.933 -> +0.27 dB, same sign
+    assert "The original study's README: +0.27 dB on the same sets (same direction)." in text
+
+
+def test_answer_sentence_flags_opposite_direction_and_original_caveats():
+    sets = ["Set5", "Set14"]
+    ref = pd.Series({"task": 4, "variant": "baseline", "label": "base",
+                     "Set5 PSNR": 37.0, "Set14 PSNR": 32.6})
+    bands = {(2, "Set5"): report.NoiseBand(0.1, 3), (2, "Set14"): report.NoiseBand(0.1, 3)}
+    l2 = pd.Series({"task": 9, "variant": "l2", "label": "L2", "Set5 PSNR": 36.7,
+                    "Set14 PSNR": 32.4})
+    text = report.answer_sentence(l2, ref, 2, sets, bands)
+    # ours -0.25 dB; README l2 vs baseline: (37.533-37.335 + 33.160-32.933) / 2 = +0.21
+    assert "-0.25 dB on average over 2 sets (worse on every set); 2 of 2" in text
+    assert "README: +0.21 dB on the same sets (opposite direction, and ours exceeds" in text
+    prelu = pd.Series({"task": 7, "variant": "prelu", "label": "P", "Set5 PSNR": 37.05,
+                       "Set14 PSNR": 32.55})
+    text = report.answer_sentence(prelu, ref, 2, sets, {})
+    assert "mixed across sets); noise band unknown, so not a finding yet." in text
+    assert "can't be taken at face value: below bicubic on 3 sets" in text
+    # bicubic comparisons use the published bicubic row the original study compared against
+    assert report.original_psnr(0, "bicubic", 3)["Set5"] == 30.39
