@@ -2,6 +2,7 @@
 #   make book                 set up .venv, fetch data, run the sweep, build the book
 #   make test                 set up .venv and run the whole test suite (what CI runs)
 # Options: PROFILE=cpu|smoke|paper  SCALES=2,3,4  MIRROR=../shared/datasets (offline data)
+#          RESULTS=DIR (another results folder: an empty one retrains everything from scratch)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
@@ -11,6 +12,8 @@ SCALES ?= 2,3,4
 TASKS ?= 1-11
 MIRROR ?= $(ABLATION_MIRROR)
 MIRROR_FLAG := $(if $(MIRROR),--mirror $(MIRROR),)
+RESULTS ?=
+RESULTS_FLAG := $(if $(RESULTS),--results $(RESULTS),)
 PYTEST_ARGS ?=
 
 .PHONY: venv data sweep book test test-fast lint clean-book
@@ -29,7 +32,7 @@ data: venv
 	$(BIN)/ablation data fetch 291 $(MIRROR_FLAG)
 
 sweep: data
-	$(BIN)/ablation sweep --tasks $(TASKS) --scales $(SCALES) --profile $(PROFILE)
+	$(BIN)/ablation sweep --tasks $(TASKS) --scales $(SCALES) --profile $(PROFILE) $(RESULTS_FLAG)
 
 book: sweep
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
