@@ -653,6 +653,18 @@ def load_histories(planned: Sequence[PlannedRun], profile: str, results_dir=None
     return pd.concat(frames, ignore_index=True)
 
 
+def final_losses(planned: Sequence[PlannedRun], profile: str, results_dir=None,
+                 tail: float = 0.1) -> dict[tuple[int, str, int], float]:
+    """(task, variant, scale) -> training loss over the last ``tail`` of the logged iterations
+    (mean over rows, then over seeds): how well each run fits its training data at the end."""
+    hist = load_histories(planned, profile, results_dir)
+    out: dict[tuple[int, str, int], list[float]] = {}
+    for (task, variant, scale, _seed), h in hist.groupby(["task", "variant", "scale", "seed"]):
+        last = h[h.iteration > (1 - tail) * h.iteration.max()]
+        out.setdefault((int(task), str(variant), int(scale)), []).append(float(last.loss.mean()))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def curves_figure(hist: pd.DataFrame, title: str) -> Figure:
     """Training loss (log scale) and validation PSNR against iteration, one colour per model."""
     fig = new_figure(10, 3.6)
@@ -890,7 +902,8 @@ def primary_comparison(task: Task) -> tuple[int, str]:
 
 
 def conclusion_text(task: int, table: pd.DataFrame, profile: str,
-                    bands: dict[tuple[int, str], NoiseBand]) -> list[str]:
+                    bands: dict[tuple[int, str], NoiseBand],
+                    losses: dict[tuple[int, str, int], float] | None = None) -> list[str]:
     """Sentences (HTML-safe text with <b>/<i>) stating, per scale and set, which model wins and
     by how much each variant differs from the comparison run, against the noise band."""
     t = get_task(task)
@@ -904,7 +917,7 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
         ref = sub[(sub.task == ref_task) & (sub.variant == ref_variant)]
         own = sub[sub.role == "variant"]
         if not ref.empty:
-            lines += [answer_sentence(v, ref.iloc[0], int(scale), sets, bands)
+            lines += [answer_sentence(v, ref.iloc[0], int(scale), sets, bands, losses)
                       for _, v in own.iterrows()]
         for s in sets:
             col = f"{s} PSNR"
@@ -940,10 +953,12 @@ def original_psnr(task: int, variant: str, scale: int) -> dict[str, float] | Non
 
 
 def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
-                    bands: dict[tuple[int, str], NoiseBand]) -> str:
+                    bands: dict[tuple[int, str], NoiseBand],
+                    losses: dict[tuple[int, str, int], float] | None = None) -> str:
     """The task's answer for one variant: mean PSNR change over the sets against the comparison
-    run, how many per-set changes exceed the noise band, and whether the original study's
-    README moved the same way."""
+    run, how many per-set changes exceed the noise band, whether the original study's README
+    moved the same way, and (for a significant loss of PSNR, ``losses`` from
+    :func:`final_losses`) whether the variant under-fits or over-fits its training data."""
     deltas = {s: float(v[f"{s} PSNR"]) - float(ref[f"{s} PSNR"]) for s in sets
               if not (math.isnan(v[f"{s} PSNR"]) or math.isnan(ref[f"{s} PSNR"]))}
     head = f"<b>Answer (x{scale})</b>: <i>{esc(v.label)}</i> against <i>{esc(ref.label)}</i>"
@@ -964,6 +979,8 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
         text += (f"{len(outside)} of {len(known)} per-set differences exceed the seed-noise band"
                  + (": not a finding." if not outside else "."))
         significant = bool(outside)
+    if significant and mean < 0:
+        text += fit_sentence(v, ref, scale, losses or {})
     orig_v = original_psnr(int(v.task), str(v.variant), scale)
     orig_r = original_psnr(int(ref.task), str(ref.variant), scale)
     if orig_v and orig_r:
@@ -980,6 +997,32 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
                                                else "; ours is inside the noise band).")
                      )
     return text
+
+
+def fit_sentence(v: pd.Series, ref: pd.Series, scale: int,
+                 losses: dict[tuple[int, str, int], float]) -> str:
+    """Why a variant scores lower, from its final training loss against the comparison's:
+    higher = it fits the training patches worse (under-trained at this budget), lower = it
+    fits them better but generalises worse. Empty when the losses are not comparable."""
+    key_v = (int(v.task), str(v.variant), scale)
+    key_r = (int(ref.task), str(ref.variant), scale)
+    if key_v not in losses or key_r not in losses or _loss_kind(key_v) != _loss_kind(key_r):
+        return ""
+    lv, lr = losses[key_v], losses[key_r]
+    if lv > 1.02 * lr:
+        return (f" Its final training loss is higher ({lv:.4f} vs {lr:.4f}): it fits the "
+                "training patches worse, so at this budget it is under-trained, not "
+                "over-fitting.")
+    if lv < 0.98 * lr:
+        return (f" Its final training loss is lower ({lv:.4f} vs {lr:.4f}): it fits the "
+                "training patches better but generalises worse.")
+    return f" Its final training loss is about the same ({lv:.4f} vs {lr:.4f})."
+
+
+def _loss_kind(key: tuple[int, str, int]) -> str | None:
+    """The training loss of a (task, variant, scale) run; None for bicubic."""
+    task, variant, _ = key
+    return None if variant == BICUBIC else get_task(task).variant(variant).loss
 
 
 def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
@@ -1002,7 +1045,8 @@ def conclusion(runs: TaskRuns) -> Html:
     """The task page's conclusion, computed from the results folder."""
     all_runs = load_runs(runs.profile, runs.results_dir)
     table = task_table(runs.planned, all_runs, runs.profile, runs.status())
-    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs))
+    losses = final_losses(runs.planned, runs.profile, runs.results_dir)
+    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs), losses)
     items = "".join(f"<li>{line}</li>" for line in lines)
     return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
                 f" (profile <code>{esc(runs.profile)}</code>). {NOISE_EXPLAINED}</p>"
@@ -1199,8 +1243,10 @@ def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[in
         sc = [s for s in t.scales if s in set(int(x) for x in scales)]
         if not sc:
             continue
-        table = task_table(planned_runs(t.number, sc, seeds, (), profile), runs, profile)
-        lines = conclusion_text(t.number, table, profile, bands)
+        planned = planned_runs(t.number, sc, seeds, (), profile)
+        table = task_table(planned, runs, profile)
+        lines = conclusion_text(t.number, table, profile, bands,
+                                final_losses(planned, profile, results_dir))
         lines = [line for line in lines if SMOKE_WARNING not in line]
         items = "".join(f"<li>{line}</li>" for line in lines)
         blocks.append(f"<h3>Task {t.number}: {esc(t.title)}</h3><p><i>{esc(t.question)}</i></p>"

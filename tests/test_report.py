@@ -333,3 +333,20 @@ def test_answer_sentence_flags_opposite_direction_and_original_caveats():
     assert "can't be taken at face value: below bicubic on 3 sets" in text
     # bicubic comparisons use the published bicubic row the original study compared against
     assert report.original_psnr(0, "bicubic", 3)["Set5"] == 30.39
+
+
+def test_final_losses_and_fit_sentence(study):
+    planned = report.planned_runs(5, [2], [0], profile=PROFILE)
+    losses = report.final_losses(planned, PROFILE, study)
+    # fake histories log loss 0.1 at iteration 50 and 0.05 at 100: the last 10% is row 100
+    assert losses[(5, "batchnorm", 2)] == pytest.approx(0.05)
+    assert losses[(4, "baseline", 2)] == pytest.approx(0.05)  # mean over its 3 seeds
+    v = pd.Series({"task": 8, "variant": "depth16"})
+    ref = pd.Series({"task": 4, "variant": "baseline"})
+    under = report.fit_sentence(v, ref, 2, {(8, "depth16", 2): 0.0227, (4, "baseline", 2): 0.0196})
+    assert "higher (0.0227 vs 0.0196)" in under and "under-trained" in under
+    over = report.fit_sentence(v, ref, 2, {(8, "depth16", 2): 0.0180, (4, "baseline", 2): 0.0196})
+    assert "lower (0.0180 vs 0.0196)" in over and "generalises worse" in over
+    # an L2-trained variant's loss is not comparable with an L1 baseline's
+    l2 = pd.Series({"task": 9, "variant": "l2"})
+    assert report.fit_sentence(l2, ref, 2, {(9, "l2", 2): 1.0, (4, "baseline", 2): 0.02}) == ""
