@@ -5,7 +5,9 @@ LR patch 48): iterations/s of ``ablation``'s loop (on-device gather sampler, cha
 autocast on GPU) and of a reference loop built the way EDSR-PyTorch trains (DataLoader workers
 doing per-sample numpy crops and flips on pre-decoded images, fp32, NCHW), their ratio, and the
 achieved training GFLOP/s against this machine's measured 3x3-conv peak (a large conv timed in
-the same run). The last two lines are machine-readable (for the task-4 baseline).
+the same run). On a CPU it then profiles each step: the time inside convolution kernels
+(forward, backward) bounds what any loop around them can reach. The last two lines are
+machine-readable (for the task-4 baseline).
 
     python benchmarks/train_throughput.py [--data-dir DIR] [--mirror DIR] [--seconds 20]
 
@@ -90,8 +92,8 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def ours(spec, decoded, device, seconds) -> float:
-    """Seconds per iteration of ``ablation.train.train_step``, set up as ``train`` sets it up."""
+def ours_step(spec, decoded, device):
+    """``ablation.train.train_step`` bound to a fresh model, set up as ``train`` sets it up."""
     torch.manual_seed(0)
     model = build_model(spec, SCALE).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -100,9 +102,32 @@ def ours(spec, decoded, device, seconds) -> float:
     sampler = PatchSampler(decoded, LR_PATCH, BATCH, device, gen)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else \
         contextlib.nullcontext()
+    return lambda: train_step(model, sampler, loss_fn, opt, None, amp, True)
+
+
+def ours(step, device, seconds) -> float:
+    """Seconds per iteration of our training step."""
     with reuse_freed_memory(device.type == "cpu"):
-        return _time_loop(lambda: train_step(model, sampler, loss_fn, opt, None, amp, True),
-                          device, seconds)
+        return _time_loop(step, device, seconds)
+
+
+def conv_seconds(step, device, steps: int = 5) -> tuple[float, float]:
+    """(forward, backward) seconds per step spent inside convolution kernels (profiled, CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with reuse_freed_memory(device.type == "cpu"):
+        step()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                step()
+    fwd = bwd = 0.0
+    for e in prof.key_averages():
+        if "convolution" in e.key:
+            if "backward" in e.key:
+                bwd += e.self_cpu_time_total
+            else:
+                fwd += e.self_cpu_time_total
+    return fwd / steps / 1e6, bwd / steps / 1e6
 
 
 def reference(spec, decoded, device, seconds, workers: int) -> float:
@@ -155,14 +180,26 @@ def main() -> None:
     t_ref = {label: reference(spec, decoded, device, args.seconds, args.workers)
              for label, spec in models}
     results = {}
+    bounds = []
     for label, spec in models:
-        t_ours = ours(spec, decoded, device, args.seconds)
-        gflops = 3 * flops_per_output_pixel(spec, SCALE) * hr_pixels / t_ours / 1e9
+        step = ours_step(spec, decoded, device)
+        t_ours = ours(step, device, args.seconds)
+        train_flops = 3 * flops_per_output_pixel(spec, SCALE) * hr_pixels
+        gflops = train_flops / t_ours / 1e9
         results[label] = (t_ref[label] / t_ours, gflops / peak)
         print(f"{label:15s} ours {1 / t_ours:6.2f} it/s | reference (DataLoader x"
               f"{args.workers}, NCHW fp32) {1 / t_ref[label]:6.2f} it/s | speedup "
               f"{t_ref[label] / t_ours:.2f}x | {gflops:.1f} GFLOP/s = {gflops / peak:.0%} of "
               "conv peak")
+        if device.type == "cpu":
+            fwd, bwd = conv_seconds(step, device)
+            bounds.append(
+                f"{label:15s} per step: conv forward {fwd * 1e3:.0f} ms, conv backward "
+                f"{bwd * 1e3:.0f} ms, everything else {(t_ours - fwd - bwd) * 1e3:.0f} ms "
+                f"(profiled). With zero overhead the convs alone allow {1 / (fwd + bwd):.2f} "
+                f"it/s = {t_ref[label] / (fwd + bwd):.2f}x the reference = "
+                f"{train_flops / (fwd + bwd) / 1e9 / peak:.0%} of conv peak")
+    print("\n".join(bounds))
     speedup, fraction = results["task4 baseline"]
     print(f"speedup_vs_reference: {speedup:.2f}")
     print(f"fraction_of_conv_peak: {fraction:.2f}")
