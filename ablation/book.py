@@ -271,7 +271,9 @@ findings. The `paper` profile is the original recipe for GPUs.
 ### Why the `cpu` budget looks the way it does
 
 The `cpu` profile is what a two-core laptop can do for the whole study (every variant at x2,
-task 1 and the reference models also at x3 and x4) in an afternoon. Three choices follow:
+task 1 and the reference models also at x3 and x4) in an afternoon: about four hours of
+training and evaluation on two cores (the *Compute* section of {doc}`results` lists the wall
+time of every run and the total). Three choices follow:
 
 - **Same budget for every variant.** Every run gets the same iterations, batch, patch size and
   schedule, so a deeper or wider net is not helped by more updates: the study compares designs
