@@ -1194,8 +1194,28 @@ def render_study_table(table: pd.DataFrame, profile: str) -> Html:
 
 def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2, 3, 4),
                   seeds: Iterable[int] | None = None) -> Html:
-    """The full-study table of the results page (one call in the notebook)."""
-    return render_study_table(study_table(profile, results_dir, scales, seeds), profile)
+    """The full-study table of the results page (one call in the notebook), followed by the
+    seed-noise band every difference in it is read against."""
+    table = render_study_table(study_table(profile, results_dir, scales, seeds), profile)
+    band = noise_band_text(noise_bands(load_runs(profile, results_dir)))
+    return Html(table.html + f"<p>{band}</p>", table.text + "\n" + band)
+
+
+def noise_band_text(bands: dict[tuple[int, str], NoiseBand]) -> str:
+    """One sentence listing the seed-noise band per scale and set."""
+    known = {k: b for k, b in bands.items() if b.width is not None}
+    if not known:
+        return ("<b>Seed-noise band</b>: unknown (fewer than two seeds of the task-4 baseline); "
+                "no difference in the table can be called a finding yet.")
+    parts = []
+    for scale in sorted({k[0] for k in known}):
+        cells = ", ".join(f"{esc(s)} ±{known[(scale, s)].width:.2f} dB"
+                          for s in ordered_sets(k[1] for k in known if k[0] == scale))
+        n = max(b.n_seeds for k, b in known.items() if k[0] == scale)
+        parts.append(f"x{scale} ({n} seeds): {cells}")
+    return ("<b>Seed-noise band</b> (twice the standard deviation over seeds of the task-4 "
+            "baseline; a difference smaller than this is not a finding): " + "; ".join(parts)
+            + ".")
 
 
 def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | None = None,

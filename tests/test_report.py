@@ -350,3 +350,13 @@ def test_final_losses_and_fit_sentence(study):
     # an L2-trained variant's loss is not comparable with an L1 baseline's
     l2 = pd.Series({"task": 9, "variant": "l2"})
     assert report.fit_sentence(l2, ref, 2, {(9, "l2", 2): 1.0, (4, "baseline", 2): 0.02}) == ""
+
+
+def test_results_page_states_the_noise_band(study, tmp_path):
+    html = report.study_results(PROFILE, study, scales=(2,)).html
+    # fixture: baseline Set5 37.00 / 37.02 / 36.98 -> std 0.02 -> band ±0.04 dB
+    assert "<b>Seed-noise band</b>" in html and "x2 (3 seeds): Set5 ±0.04 dB, Set14 ±0.04 dB" \
+        in html
+    fake_run(tmp_path / "one", 4, "baseline", 2, 0, dict(Set5=37.0))
+    one = report.study_results(PROFILE, tmp_path / "one", scales=(2,)).html
+    assert "unknown (fewer than two seeds" in one
