@@ -665,6 +665,39 @@ def final_losses(planned: Sequence[PlannedRun], profile: str, results_dir=None,
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def body_gain(model: Any, size: int = 48, seed: int = 0) -> float | None:
+    """``||body(f)|| / ||f||`` for ``f = head(x)`` on a fixed pseudo-random LR input ``x``
+    ``(1, C, size, size)``: how much the body adds to the feature-level global residual.
+
+    A value near 0 means the body's output vanished and the network is left with its linear
+    head -> upsampler -> tail path. None for nets without a feature-level residual (LR input
+    with ``global_residual``), where the body is the whole signal path.
+    """
+    spec = getattr(model, "spec", None)
+    if spec is None or spec.input != "lr" or not spec.global_residual:
+        return None
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((1, spec.n_colors, size, size), generator=gen)
+    x = x - model.rgb_mean if spec.mean_shift else x  # as SRNet.forward, after / 255
+    with torch.no_grad():
+        feats = model.head(x)
+        return float(model.body(feats).norm() / feats.norm())
+
+
+def body_gains(planned: Sequence[PlannedRun], profile: str, results_dir=None
+               ) -> dict[tuple[int, str, int], float]:
+    """(task, variant, scale) -> :func:`body_gain` of each finished run's model (seed mean)."""
+    out: dict[tuple[int, str, int], list[float]] = {}
+    for p in planned:
+        model = None if p.variant == BICUBIC else _load_panel_model(p, profile, results_dir)
+        gain = body_gain(model) if model is not None else None
+        if gain is not None:
+            out.setdefault((p.task, p.variant, p.scale), []).append(gain)
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
 def curves_figure(hist: pd.DataFrame, title: str) -> Figure:
     """Training loss (log scale) and validation PSNR against iteration, one colour per model."""
     fig = new_figure(10, 3.6)
@@ -903,7 +936,8 @@ def primary_comparison(task: Task) -> tuple[int, str]:
 
 def conclusion_text(task: int, table: pd.DataFrame, profile: str,
                     bands: dict[tuple[int, str], NoiseBand],
-                    losses: dict[tuple[int, str, int], float] | None = None) -> list[str]:
+                    losses: dict[tuple[int, str, int], float] | None = None,
+                    gains: dict[tuple[int, str, int], float] | None = None) -> list[str]:
     """Sentences (HTML-safe text with <b>/<i>) stating, per scale and set, which model wins and
     by how much each variant differs from the comparison run, against the noise band."""
     t = get_task(task)
@@ -917,7 +951,7 @@ def conclusion_text(task: int, table: pd.DataFrame, profile: str,
         ref = sub[(sub.task == ref_task) & (sub.variant == ref_variant)]
         own = sub[sub.role == "variant"]
         if not ref.empty:
-            lines += [answer_sentence(v, ref.iloc[0], int(scale), sets, bands, losses)
+            lines += [answer_sentence(v, ref.iloc[0], int(scale), sets, bands, losses, gains)
                       for _, v in own.iterrows()]
         for s in sets:
             col = f"{s} PSNR"
@@ -954,7 +988,8 @@ def original_psnr(task: int, variant: str, scale: int) -> dict[str, float] | Non
 
 def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
                     bands: dict[tuple[int, str], NoiseBand],
-                    losses: dict[tuple[int, str, int], float] | None = None) -> str:
+                    losses: dict[tuple[int, str, int], float] | None = None,
+                    gains: dict[tuple[int, str, int], float] | None = None) -> str:
     """The task's answer for one variant: mean PSNR change over the sets against the comparison
     run, how many per-set changes exceed the noise band, whether the original study's README
     moved the same way, and (for a significant loss of PSNR, ``losses`` from
@@ -980,7 +1015,7 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
                  + (": not a finding." if not outside else "."))
         significant = bool(outside)
     if significant and mean < 0:
-        text += fit_sentence(v, ref, scale, losses or {})
+        text += fit_sentence(v, ref, scale, losses or {}, gains)
     orig_v = original_psnr(int(v.task), str(v.variant), scale)
     orig_r = original_psnr(int(ref.task), str(ref.variant), scale)
     if orig_v and orig_r:
@@ -1000,12 +1035,29 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
 
 
 def fit_sentence(v: pd.Series, ref: pd.Series, scale: int,
-                 losses: dict[tuple[int, str, int], float]) -> str:
+                 losses: dict[tuple[int, str, int], float],
+                 gains: dict[tuple[int, str, int], float] | None = None) -> str:
     """Why a variant scores lower, from its final training loss against the comparison's:
     higher = it fits the training patches worse (under-trained at this budget), lower = it
-    fits them better but generalises worse. Empty when the losses are not comparable."""
+    fits them better but generalises worse; plus, when its body's output vanished
+    (:func:`body_gain` < 1e-3), that the body never trained. Empty when nothing applies."""
     key_v = (int(v.task), str(v.variant), scale)
     key_r = (int(ref.task), str(ref.variant), scale)
+    gains = gains or {}
+    text = ""
+    if key_v in gains and gains[key_v] < 1e-3:
+        ref_gain = f" (the comparison's: {gains[key_r]:.2f})" if key_r in gains else ""
+        text = (f" Its body adds almost nothing: its output is {gains[key_v]:.1e} times the "
+                f"size of its input{ref_gain}. With PyTorch's default initialisation each "
+                "conv-ReLU layer shrinks the signal, so a deep plain body starts near zero, its "
+                "gradients vanish and it never trains: the network is left with its linear "
+                "head-upsampler-tail path.")
+    return text + _loss_comparison(key_v, key_r, losses)
+
+
+def _loss_comparison(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
+                     losses: dict[tuple[int, str, int], float]) -> str:
+    """The final-training-loss part of :func:`fit_sentence`."""
     if key_v not in losses or key_r not in losses or _loss_kind(key_v) != _loss_kind(key_r):
         return ""
     lv, lr = losses[key_v], losses[key_r]
@@ -1046,7 +1098,8 @@ def conclusion(runs: TaskRuns) -> Html:
     all_runs = load_runs(runs.profile, runs.results_dir)
     table = task_table(runs.planned, all_runs, runs.profile, runs.status())
     losses = final_losses(runs.planned, runs.profile, runs.results_dir)
-    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs), losses)
+    gains = body_gains(runs.planned, runs.profile, runs.results_dir)
+    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs), losses, gains)
     items = "".join(f"<li>{line}</li>" for line in lines)
     return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
                 f" (profile <code>{esc(runs.profile)}</code>). {NOISE_EXPLAINED}</p>"
@@ -1266,7 +1319,8 @@ def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[in
         planned = planned_runs(t.number, sc, seeds, (), profile)
         table = task_table(planned, runs, profile)
         lines = conclusion_text(t.number, table, profile, bands,
-                                final_losses(planned, profile, results_dir))
+                                final_losses(planned, profile, results_dir),
+                                body_gains(planned, profile, results_dir))
         lines = [line for line in lines if SMOKE_WARNING not in line]
         items = "".join(f"<li>{line}</li>" for line in lines)
         blocks.append(f"<h3>Task {t.number}: {esc(t.title)}</h3><p><i>{esc(t.question)}</i></p>"

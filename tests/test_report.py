@@ -360,3 +360,22 @@ def test_results_page_states_the_noise_band(study, tmp_path):
     fake_run(tmp_path / "one", 4, "baseline", 2, 0, dict(Set5=37.0))
     one = report.study_results(PROFILE, tmp_path / "one", scales=(2,)).html
     assert "unknown (fewer than two seeds" in one
+
+
+def test_body_gain_vanishes_with_depth_at_default_init():
+    # PyTorch's default conv init shrinks the signal by ~0.4 per conv-ReLU layer, so a plain
+    # body's output starts tiny against the feature residual: the task-8 explanation
+    gains = {}
+    for name in ("depth16", "depth32"):
+        torch.manual_seed(0)
+        gains[name] = report.body_gain(build_model(get_task(8).variant(name).spec, 2))
+    torch.manual_seed(0)
+    base = report.body_gain(build_model(get_task(4).variant("baseline").spec, 2))
+    assert 1e-3 < base < 2e-2  # 6 layers
+    assert 1e-7 < gains["depth16"] < 1e-4  # 14 layers
+    assert gains["depth32"] < 1e-10  # 30 layers
+    assert report.body_gain(build_model(get_task(3).variant("8layers_grc").spec, 2)) is None
+    v, ref = pd.Series({"task": 8, "variant": "depth32"}), pd.Series({"task": 4,
+                                                                      "variant": "baseline"})
+    text = report.fit_sentence(v, ref, 2, {}, {(8, "depth32", 2): 2e-12, (4, "baseline", 2): 0.9})
+    assert "output is 2.0e-12 times the size of its input (the comparison's: 0.90)" in text
