@@ -480,8 +480,8 @@ def _table_row(p: PlannedRun, agg: pd.DataFrame, sets: list[str],
     """One row of :func:`task_table` for the planned run ``p``."""
     sub = agg[(agg.task == p.task) & (agg.variant == p.variant) & (agg.scale == p.scale)]
     params, flops = _spec_costs(p.task, p.variant, p.scale)
-    row = dict(role=p.role, task=p.task, variant=p.variant, label=p.label, scale=p.scale,
-               seeds=int(sub["n"].max()) if not sub.empty else 0)
+    row = dict(role=p.role, task=p.task, variant=p.variant, label=_run_label(p, sub),
+               scale=p.scale, seeds=int(sub["n"].max()) if not sub.empty else 0)
     for s in sets:
         hit = sub[sub.set == s]
         row[f"{s} PSNR"] = float(hit.psnr.iloc[0]) if not hit.empty else math.nan
@@ -500,6 +500,14 @@ def _table_row(p: PlannedRun, agg: pd.DataFrame, sets: list[str],
     else:
         row["status"] = "ok" if not not_run else f"ok ({len(not_run)} seed(s) {not_run[0]})"
     return row
+
+
+def _run_label(p: PlannedRun, agg_rows: pd.DataFrame) -> str:
+    """The label the finished run recorded (it names a substitute perceptual backbone), else
+    the planned one."""
+    labels = [x for x in agg_rows.get("label", pd.Series(dtype=object)).dropna().unique()
+              if isinstance(x, str) and x]
+    return labels[0] if labels else p.label
 
 
 def table_sets(table: pd.DataFrame) -> list[str]:
@@ -998,11 +1006,15 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
               if not (math.isnan(v[f"{s} PSNR"]) or math.isnan(ref[f"{s} PSNR"]))}
     head = f"<b>Answer (x{scale})</b>: <i>{esc(v.label)}</i> against <i>{esc(ref.label)}</i>"
     if not deltas:
-        return f"{head}: no result yet."
+        status = str(v.get("status", ""))
+        return f"{head}: {esc(status) if status.startswith('not run') else 'no result yet'}."
     mean = float(np.mean(list(deltas.values())))
-    known = {s: d for s, d in deltas.items() if bands.get((scale, s), NoiseBand(None, 0)).width
-             is not None}
-    outside = [s for s, d in known.items() if abs(d) > bands[(scale, s)].width]
+    band_scale = scale
+    if not any(bands.get((scale, s), NoiseBand(None, 0)).width is not None for s in deltas):
+        band_scale = NOISE_SCALE  # no seeds at this scale: the x2 band is the best proxy
+    known = {s: d for s, d in deltas.items()
+             if bands.get((band_scale, s), NoiseBand(None, 0)).width is not None}
+    outside = [s for s, d in known.items() if abs(d) > bands[(band_scale, s)].width]
     signs = {np.sign(round(d, 2)) for d in deltas.values()}
     direction = ("better on every set" if signs == {1.0} else "worse on every set"
                  if signs == {-1.0} else "mixed across sets")
@@ -1011,8 +1023,10 @@ def answer_sentence(v: pd.Series, ref: pd.Series, scale: int, sets: list[str],
         text += "noise band unknown, so not a finding yet."
         significant = False
     else:
+        proxy = f" (the x{band_scale} band, as no seeds were run at x{scale})" \
+            if band_scale != scale else ""
         text += (f"{len(outside)} of {len(known)} per-set differences exceed the seed-noise band"
-                 + (": not a finding." if not outside else "."))
+                 + proxy + (": not a finding." if not outside else "."))
         significant = bool(outside)
     if significant and mean < 0:
         text += fit_sentence(v, ref, scale, losses or {}, gains)
@@ -1135,7 +1149,7 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
     for p in study_rows(scales):
         sub = agg[(agg.task == p.task) & (agg.variant == p.variant) & (agg.scale == p.scale)]
         params, flops = _spec_costs(p.task, p.variant, p.scale)
-        row = dict(scale=p.scale, task=p.task, variant=p.variant, model=p.label,
+        row = dict(scale=p.scale, task=p.task, variant=p.variant, model=_run_label(p, sub),
                    source=f"this study ({profile})", seeds=int(sub["n"].max()) if len(sub) else 0,
                    params=params, gflops_720p=flops * FRAME_720P[0] * FRAME_720P[1] / 1e9,
                    note="" if len(sub) else _not_run_note(p, profile))

@@ -379,3 +379,30 @@ def test_body_gain_vanishes_with_depth_at_default_init():
                                                                       "variant": "baseline"})
     text = report.fit_sentence(v, ref, 2, {}, {(8, "depth32", 2): 2e-12, (4, "baseline", 2): 0.9})
     assert "output is 2.0e-12 times the size of its input (the comparison's: 0.90)" in text
+
+
+def test_answer_uses_the_x2_band_as_proxy_and_names_runs_not_run():
+    sets = ["Set5"]
+    ref = pd.Series({"task": 0, "variant": "bicubic", "label": "bicubic", "Set5 PSNR": 30.40})
+    v = pd.Series({"task": 1, "variant": "3layers", "label": "3 layers", "Set5 PSNR": 31.44})
+    bands = {(2, "Set5"): report.NoiseBand(0.1, 3)}
+    text = report.answer_sentence(v, ref, 3, sets, bands)
+    assert ("+1.04 dB on average over 1 sets (better on every set); 1 of 1 per-set differences "
+            "exceed the seed-noise band (the x2 band, as no seeds were run at x3).") in text
+    rcan = pd.Series({"task": 10, "variant": "rcan", "label": "RCAN", "Set5 PSNR": math.nan,
+                      "status": "not run: needs a GPU"})
+    assert report.answer_sentence(rcan, ref, 2, sets, bands).endswith(
+        "against <i>bicubic</i>: not run: needs a GPU.")
+
+
+def test_tables_show_the_label_the_run_recorded(tmp_path):
+    root = tmp_path / "r"
+    folder = fake_run(root, 11, "perceptual", 2, 0, dict(Set5=33.8))
+    m = json.loads((folder / "metrics.json").read_text())
+    m["label"] += " [substitute backbone: efficientnet_lite0, not VGG19]"
+    (folder / "metrics.json").write_text(json.dumps(m))
+    runs = report.load_runs(PROFILE, root)
+    table = report.task_table(report.planned_runs(11, [2], [0], profile=PROFILE), runs, PROFILE)
+    assert table.set_index("variant").loc["perceptual", "label"].endswith("not VGG19]")
+    study = report.study_table(PROFILE, root, scales=(2,))
+    assert study[study.variant == "perceptual"].model.iloc[0].endswith("not VGG19]")
