@@ -1152,7 +1152,7 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
         row = dict(scale=p.scale, task=p.task, variant=p.variant, model=_run_label(p, sub),
                    source=f"this study ({profile})", seeds=int(sub["n"].max()) if len(sub) else 0,
                    params=params, gflops_720p=flops * FRAME_720P[0] * FRAME_720P[1] / 1e9,
-                   note="" if len(sub) else _not_run_note(p, profile))
+                   note=_run_note(p, profile) if len(sub) else _not_run_note(p, profile))
         for s in BENCHMARKS:
             hit = sub[sub.set == s]
             row[f"{s} PSNR"] = float(hit.psnr.iloc[0]) if len(hit) else math.nan
@@ -1174,6 +1174,15 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
                                  **{f"{s} PSNR": pub.sets[s][0] for s in BENCHMARKS},
                                  **{f"{s} SSIM": pub.sets[s][1] for s in BENCHMARKS}))
     return pd.DataFrame(rows)
+
+
+def _run_note(p: PlannedRun, profile: str) -> str:
+    """The study table's note for a finished run: the variant's note when it trains with its
+    own settings under ``profile`` (e.g. EDSR-baseline's lower cpu learning rate)."""
+    if p.variant == BICUBIC:
+        return ""
+    v = get_task(p.task).variant(p.variant)
+    return v.note if v.overrides(profile) else ""
 
 
 def _not_run_note(p: PlannedRun, profile: str) -> str:

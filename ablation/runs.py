@@ -70,7 +70,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
     is_bicubic = task == 0 and variant == "bicubic"
     v = None if is_bicubic else t.variant(variant)
     check_choice("scale", scale, SCALES)
-    config = make_config(profile, seed=seed, **overrides)
+    config = make_config(profile, seed=seed, **{**(v.overrides(profile) if v else {}),
+                                                 **overrides})
     folder = results_mod.run_dir(profile, task, variant, scale, seed, results_dir)
     train_files, val_files = split_files(config, data_dir) if not is_bicubic else ([], [])
     fingerprint = data_fingerprint(train_files + val_files) if not is_bicubic else "none"

@@ -86,6 +86,7 @@ import argparse
 import errno
 import gc
 import json
+import math
 import os
 import random
 import shutil
@@ -844,7 +845,8 @@ class _PoisonedLoss(torch.nn.Module):
         return loss * self.value if self.calls >= self.k else loss
 
 
-@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e6],
+                         ids=["nan", "inf", "finite-explosion"])
 def test_nan_or_inf_loss_stops_and_keeps_the_last_good_state(data_dir, tmp_path, monkeypatch,
                                                              value):
     out, k = tmp_path / "run", 5  # checkpoints at 2 and 4; bad from iteration 5 on
@@ -857,7 +859,11 @@ def test_nan_or_inf_loss_stops_and_keeps_the_last_good_state(data_dir, tmp_path,
     with pytest.raises(TrainingDiverged) as err:
         train(BASELINE_VARIANT, 2, "smoke", iterations=12, **kw)
     msg = one_line(err.value)
-    assert f"iteration {k}" in msg and str(out / "state.pt") in msg
+    if math.isfinite(value):  # caught where the blown-up loss is logged: the mean of 5 and 6
+        assert "loss exploded at iteration 6" in msg and "over 100x its best" in msg
+    else:
+        assert f"iteration {k}" in msg
+    assert str(out / "state.pt") in msg
     assert "learning_rate" in msg  # the fix
     assert good and snapshot(out) == good  # last good state.pt and history.csv intact
     state = read_checkpoint(out / "state.pt")

@@ -406,3 +406,12 @@ def test_tables_show_the_label_the_run_recorded(tmp_path):
     assert table.set_index("variant").loc["perceptual", "label"].endswith("not VGG19]")
     study = report.study_table(PROFILE, root, scales=(2,))
     assert study[study.variant == "perceptual"].model.iloc[0].endswith("not VGG19]")
+
+
+def test_study_table_notes_a_run_trained_with_its_own_settings(tmp_path):
+    root = tmp_path / "r"
+    fake_run(root, 0, "edsr_baseline", 2, 0, dict(Set5=37.5))
+    table = report.study_table(PROFILE, root, scales=(2,), original=False, published=False)
+    note = table[table.variant == "edsr_baseline"].note.iloc[0]
+    assert note == "cpu profile: peak learning rate 0.0005 (diverges at 2e-3)"
+    assert table[table.variant == "baseline"].note.iloc[0].startswith("not run")

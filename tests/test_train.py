@@ -149,3 +149,23 @@ def test_small_images_are_skipped_for_named_sets_and_refused_for_folders(data_di
     assert len(drop_small_images(files, 2, 32, strict=False)) == len(files)  # x2: all fit
     with pytest.raises(DataError, match="t20.png"):
         drop_small_images([f for f in files if f.name == "t20.png"], 3, 32, strict=True)
+
+
+def test_variant_profile_overrides_reach_the_config_and_its_hash(tmp_path, data_dir):
+    from dataclasses import replace
+
+    from ablation.tasks import EDSR_CPU_LEARNING_RATE, REFERENCE
+    from ablation.train import train
+
+    edsr = REFERENCE.variant("edsr_baseline")
+    assert edsr.overrides("cpu") == {"learning_rate": EDSR_CPU_LEARNING_RATE}
+    assert edsr.overrides("paper") == {}  # the EDSR recipe itself
+    res = train(edsr, 2, "smoke", data_dir=data_dir, iterations=1, progress=False)
+    assert res.config.learning_rate == make_config("smoke").learning_rate  # no smoke override
+    tiny = replace(edsr, spec=replace(edsr.spec, n_blocks=1),
+                   profile_overrides={"smoke": {"learning_rate": 3e-4}})
+    res = train(tiny, 2, "smoke", data_dir=data_dir, iterations=1, progress=False)
+    assert res.config.learning_rate == 3e-4
+    res2 = train(tiny, 2, "smoke", data_dir=data_dir, iterations=1, progress=False,
+                 learning_rate=1e-3)  # the caller's override wins
+    assert res2.config.learning_rate == 1e-3 and res2.config_hash != res.config_hash
