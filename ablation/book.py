@@ -285,6 +285,12 @@ time of every run and the total). Three choices follow:
   iteration count is what it is.
 - **291 images instead of DIV2K.** The classic T91 + BSDS200 set is small enough to decode once
   into memory; DIV2K is used automatically under the `paper` profile.
+- **One stated exception.** The reference EDSR-baseline (16 residual blocks, not a task
+  variant) diverges at the 2e-3 peak: at x2 its L1 loss went from 0.028 at iteration 250 to
+  3.2 at 300 and 7e9 at 500, ending at 8.7 dB on the validation images. It trains with a 5e-4
+  peak under this profile (`ablation.tasks.EDSR_CPU_LEARNING_RATE`); its rows say so. A loss
+  that grows 100-fold over its best now stops any run at once, keeping the last good
+  checkpoint.
 
 What this likely changes: every network here is under-trained compared with the paper recipe
 (two to three orders of magnitude fewer training pixels, see the table), so absolute PSNR is
