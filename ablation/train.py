@@ -362,23 +362,17 @@ def train(
                 if done % config.log_every == 0 or is_ckpt or is_val:
                     bad = int(bad_iter.item())
                     if bad >= 0:
-                        where = f"; last good checkpoint kept: {state_path}" if state_path and \
-                            state_path.exists() else ""
-                        raise TrainingDiverged(
-                            f"loss became NaN/inf at iteration {bad}{where}; lower learning_rate "
-                            "or check the data")
+                        raise _diverged(f"loss became NaN/inf at iteration {bad}", state_path,
+                                        "lower learning_rate or check the data")
                     row = dict(iteration=done, loss=running.item() / n_running,
                                learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
                                seconds=elapsed_before + time.perf_counter() - t0)
                     running.zero_()
                     n_running = 0
                     if row["loss"] > EXPLODED * best_loss:  # finite but blown up: stop now
-                        where = f"; last good checkpoint kept: {state_path}" if state_path and \
-                            state_path.exists() else ""
-                        raise TrainingDiverged(
-                            f"loss exploded at iteration {done}: {row['loss']:.4g}, over "
-                            f"{EXPLODED}x its best so far ({best_loss:.4g}){where}; lower "
-                            "learning_rate")
+                        raise _diverged(f"loss exploded at iteration {done}: {row['loss']:.4g}, "
+                                        f"over {EXPLODED}x its best so far ({best_loss:.4g})",
+                                        state_path, "lower learning_rate")
                     best_loss = min(best_loss, row["loss"])
                     if is_val and rank == 0:
                         row["val_psnr"] = validate(model, val_pairs, scale, device)
@@ -403,6 +397,13 @@ def train(
                         seconds=seconds, loss_module=loss_fn)
     return RunResult(model, pd.DataFrame(history), config, chash, seconds, str(device), out,
                      fingerprint)
+
+
+def _diverged(what: str, state_path: Path | None, fix: str) -> TrainingDiverged:
+    """The one-line error of a diverged run, naming the checkpoint that was kept."""
+    kept = f"; last good checkpoint kept: {state_path}" if state_path and state_path.exists() \
+        else ""
+    return TrainingDiverged(f"{what}{kept}; {fix}")
 
 
 def train_step(net, sampler: PatchSampler, loss_fn, optimizer, scaler, autocast,
