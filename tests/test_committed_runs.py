@@ -1,0 +1,58 @@
+"""The committed ``results/cpu`` runs keep their config hashes.
+
+A run is reused only when the hash the package computes for it today equals the one in its
+``metrics.json``; a refactor that changed the hash (a renamed field, a new default, another
+data fingerprint) would silently retrain the whole study on the next ``make book``. The test
+goes through ``run_variant`` itself, on data fetched from the mirror like a fresh clone does,
+with training and evaluation replaced by a failure: every committed run must come back reused.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import ablation.runs
+from ablation.runs import run_variant
+
+REPO = Path(__file__).resolve().parents[1]
+COMMITTED = sorted((REPO / "results" / "cpu").glob("task*/*/x*/seed*/metrics.json"))
+
+
+def _key(path: Path) -> str:
+    return path.parent.relative_to(REPO / "results" / "cpu").as_posix()
+
+
+def test_the_cpu_study_is_committed():
+    assert COMMITTED, "results/cpu holds no finished runs"
+    for path in COMMITTED:
+        m = json.loads(path.read_text())
+        assert len(m["config_hash"]) == 16 and m["profile"] == "cpu"
+        assert _key(path) == f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """run_variant with training and evaluation disabled: anything not reused fails."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("run_variant would retrain or re-evaluate a committed run")
+
+    monkeypatch.setattr(ablation.runs, "train", refuse)
+    monkeypatch.setattr(ablation.runs, "evaluate", refuse)
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=_key)
+def test_committed_run_is_reused_with_its_hash(path, tmp_path, data_dir, no_training):
+    committed = json.loads(path.read_text())
+    folder = tmp_path / "results" / "cpu" / _key(path)
+    folder.mkdir(parents=True)
+    shutil.copy2(path, folder / "metrics.json")
+    m = run_variant(committed["task"], committed["variant"], committed["scale"], "cpu",
+                    committed["seed"], results_dir=tmp_path / "results", data_dir=data_dir,
+                    progress=False)
+    assert m["reused"] is True
+    assert m["config_hash"] == committed["config_hash"]
+    assert m["data_fingerprint"] == committed["data_fingerprint"]
