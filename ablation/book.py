@@ -389,7 +389,7 @@ def notebook_text(nb: dict) -> str:
 def write_notebooks(folder: str | os.PathLike | None = None) -> list[Path]:
     """Write every source notebook (clean) into ``folder`` (default: the repo's notebooks/);
     returns the files that changed."""
-    from ablation.images import atomic_write_text
+    from ablation.fs import atomic_write_text
 
     folder = Path(folder) if folder is not None else repo_root() / "notebooks"
     changed = []
@@ -458,7 +458,7 @@ def toc_yaml() -> str:
 
 def write_toc(path: str | os.PathLike | None = None) -> bool:
     """Write ``_toc.yml`` (default: the repo root); True if it changed."""
-    from ablation.images import atomic_write_text
+    from ablation.fs import atomic_write_text
 
     path = Path(path) if path is not None else repo_root() / "_toc.yml"
     text = toc_yaml()
@@ -488,7 +488,7 @@ def placeholder_notebook(page: Page, reason: str | None = None) -> dict:
 
 def ensure_placeholders(book_dir: str | os.PathLike) -> list[Path]:
     """Write a placeholder for every page of the TOC that has no executed notebook."""
-    from ablation.images import atomic_write_text
+    from ablation.fs import atomic_write_text
 
     written = []
     for page in pages():

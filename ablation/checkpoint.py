@@ -22,7 +22,7 @@ import torch
 
 from ablation import __version__
 from ablation.errors import CheckpointError, check_choice
-from ablation.images import atomic_write_bytes
+from ablation.fs import atomic_write_bytes
 from ablation.models import SCALES, ModelSpec, SRNet, build_model
 
 FORMAT = "sr-ablation-checkpoint-v1"

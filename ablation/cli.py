@@ -29,9 +29,9 @@ def _strs(text: str) -> list[str]:
 
 
 def cmd_data_fetch(args) -> int:
-    from ablation import data
+    from ablation.fetch import fetch
 
-    folders = data.fetch(args.name, args.data_dir, args.mirror, tuple(args.lr_scales or ()))
+    folders = fetch(args.name, args.data_dir, args.mirror, tuple(args.lr_scales or ()))
     for f in folders:
         print(f"ok: {f}")
     return 0
@@ -61,7 +61,7 @@ def cmd_eval(args) -> int:
 
     from ablation.errors import check_choice
     from ablation.evaluate import evaluate, summarize
-    from ablation.images import atomic_write_text
+    from ablation.fs import atomic_write_text
     from ablation.train import resolve_device
 
     device = resolve_device(args.device)

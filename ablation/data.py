@@ -1,4 +1,4 @@
-"""Named datasets: fetch (online or from a local mirror), verify, and list their images.
+"""Named datasets: the registry (where each lives and comes from), manifests, listing.
 
 Canonical layout under the data dir (``--data-dir`` / ``$ABLATION_DATA`` / ``./data``)::
 
@@ -8,8 +8,10 @@ Canonical layout under the data dir (``--data-dir`` / ``$ABLATION_DATA`` / ``./d
     DIV2K/DIV2K_train_LR_bicubic/X2/0001x2.png ...    (optional official LR)
     cache/                                             decoded-image caches (see cache.py)
 
-Every fetched dataset gets a ``SHA256SUMS`` manifest; :func:`dataset_files` checks the files
+Every fetched dataset gets a ``SHA256SUMS`` manifest; :func:`verify_folder` checks the files
 against it, so a partly deleted dataset is detected instead of silently trained on a subset.
+Fetching (mirror or online) is :mod:`ablation.fetch`, built on this registry; this module
+imports nothing that fetches.
 """
 
 from __future__ import annotations
@@ -17,17 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
-import tarfile
-import tempfile
-import zipfile
-import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablation import paths
-from ablation.errors import DataError, check_choice
+from ablation.errors import DataError
+from ablation.fs import atomic_write_text
 from ablation.images import IMAGE_SUFFIXES, list_images
 
 BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
@@ -143,8 +140,6 @@ def read_manifest(path: Path, prefix: str = "./") -> dict[str, str]:
 def write_manifest(folder: Path, entries: dict[str, str]) -> None:
     """Write ``folder/SHA256SUMS`` atomically (a crash never leaves a torn manifest that would
     make a complete dataset look partial, or a partial one look complete)."""
-    from ablation.images import atomic_write_text
-
     lines = [f"{digest}  ./{name}" for name, digest in sorted(entries.items())]
     atomic_write_text(folder / MANIFEST, "\n".join(lines) + "\n")
 
@@ -175,186 +170,6 @@ def verify_folder(folder: Path, fix_hint: str, full: bool = False) -> list[Path]
             if sha256_file(folder / name) != digest:
                 raise DataError(f"{folder / name}: checksum mismatch; run `{fix_hint}` to refetch")
     return [folder / n for n in sorted(entries)]
-
-
-# --------------------------------------------------------------------------- fetching
-
-
-def fetch(name: str, data_dir: str | os.PathLike | None = None,
-          mirror: str | os.PathLike | None = None, lr_scales: Sequence[int] = (),
-          sources: dict[str, tuple[Source, ...]] | None = None) -> list[Path]:
-    """Fetch a named dataset into the data dir and return the folders it now holds.
-
-    ``mirror`` (or ``$ABLATION_MIRROR``) copies from a local folder laid out like
-    ``../shared/datasets`` and verifies each file against the mirror's SHA-256 manifest.
-    Otherwise the official archives are downloaded (checksummed, retried, with fallbacks).
-    ``sources`` overrides the download URLs per dataset name (tests point it at a loopback
-    server). ``lr_scales`` adds DIV2K's official bicubic LR images (ignored for a mirror, which
-    holds HR only). Unknown names raise ConfigError listing the valid ones.
-    """
-    check_choice("dataset", name, [*DATASETS, *GROUPS])
-    lr_scales = tuple(int(s) for s in lr_scales)
-    if name in GROUPS:
-        return [f for part in GROUPS[name] for f in fetch(part, data_dir, mirror, lr_scales,
-                                                           sources)]
-    root = paths.data_dir(data_dir)
-    ds = DATASETS[name]
-    mirror_root = paths.mirror_dir(mirror)
-    if mirror_root is not None:
-        _fetch_from_mirror(ds, root, mirror_root)
-    else:
-        from ablation import download
-
-        download.fetch_online(ds, root, lr_scales, (sources or {}).get(name))
-    return [root / ds.subdir]
-
-
-def _fetch_from_mirror(ds: Dataset, root: Path, mirror_root: Path) -> None:
-    """Copy one dataset from a local mirror, verifying every file against the mirror manifest.
-
-    Each file goes through a temp file and is renamed into place only once its checksum
-    matches, so a corrupt mirror copy never lands in the data dir; files already present with
-    the right checksum are skipped (a refetch is cheap and repairs a partial dataset)."""
-    if not mirror_root.is_dir():
-        raise DataError(f"{mirror_root}: mirror folder not found; pass an existing folder to "
-                        "--mirror / ABLATION_MIRROR, or unset it to download online")
-    manifest = mirror_root / ds.mirror_manifest
-    src_dir = mirror_root / ds.mirror_subdir
-    if not manifest.exists() or not src_dir.is_dir():
-        raise DataError(
-            f"{src_dir}: dataset {ds.name!r} not in the mirror {mirror_root}; "
-            "fetch it online (drop --mirror) or add it to the mirror"
-        )
-    entries = read_manifest(manifest, ds.manifest_prefix)
-    if not entries:
-        raise DataError(f"{manifest}: no entries for {ds.name!r}; the mirror's manifest is wrong")
-    dest = root / ds.subdir
-    dest.mkdir(parents=True, exist_ok=True)
-    from ablation.download import _lock
-
-    with _lock(root, ds.name):
-        for stale in dest.rglob(".fetch.*"):  # temp files of a copy that was killed
-            stale.unlink(missing_ok=True)
-        _copy_verified(ds, manifest, entries, src_dir, dest)
-
-
-def _copy_verified(ds: Dataset, manifest: Path, entries: dict[str, str], src_dir: Path,
-                   dest: Path) -> None:
-    done: dict[str, str] = {}
-    for rel_name, digest in entries.items():
-        target = dest / rel_name
-        if target.exists() and sha256_file(target) == digest:
-            done[rel_name] = digest
-            continue
-        source = src_dir / rel_name
-        if not source.exists():
-            raise DataError(f"{source}: listed in {manifest} but missing from the mirror")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".fetch.", dir=target.parent)
-        os.close(fd)
-        try:
-            shutil.copyfile(source, tmp)
-            if sha256_file(Path(tmp)) != digest:
-                raise DataError(
-                    f"{source}: checksum mismatch against {manifest}; the mirror copy is "
-                    "corrupt: replace it (nothing was written to the data dir)"
-                )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        done[rel_name] = digest
-    write_manifest(dest, done)
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def _unsafe(archive: Path, member: str, why: str) -> DataError:
-    return DataError(
-        f"{archive}: unsafe member {member!r} ({why}); the archive is malicious or broken: "
-        "delete it and download it again from the official URL"
-    )
-
-
-def _escape_reason(dest: Path, member: str) -> str | None:
-    """Why ``member`` (an archive path, relative to ``dest``) would land outside ``dest``,
-    or None when it stays inside."""
-    if not member or "\x00" in member:
-        return "empty name or NUL byte in name"
-    if member.startswith(("/", "\\")) or os.path.isabs(member) or re.match(r"^[A-Za-z]:", member):
-        return "absolute path"
-    norm = os.path.normpath(member.replace("\\", "/"))
-    target = (dest / norm).resolve()
-    if norm == ".." or norm.startswith("../") or (
-            target != dest and not str(target).startswith(str(dest) + os.sep)):
-        return "path outside the target folder"
-    return None
-
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract a zip or tar archive into ``dest``, refusing members that would write outside it.
-
-    Archives come from the network, so every member is checked *before* anything is written:
-    ``../`` or absolute paths (zip-slip / tar-slip), links whose target leaves ``dest``, members
-    reached through a link (``link/../../x``) and device files all raise DataError. A truncated
-    or corrupt archive also raises DataError instead of a library traceback.
-    """
-    archive = Path(archive)
-    dest = Path(dest).resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-
-    if zipfile.is_zipfile(archive):
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    why = _escape_reason(dest, info.filename)
-                    if why:
-                        raise _unsafe(archive, info.filename, why)
-                # zipfile writes symlink entries as small regular files: nothing to follow.
-                zf.extractall(dest)
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
-            raise DataError(f"{archive}: corrupt or truncated zip ({exc}); delete it and "
-                            "fetch again") from None
-        return
-    try:
-        tf = tarfile.open(archive)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"{archive}: not a zip or tar archive ({exc}); delete it and "
-                        "fetch again") from None
-    with tf:
-        try:
-            members = tf.getmembers()
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-            raise DataError(f"{archive}: corrupt or truncated tar ({exc}); delete it and "
-                            "fetch again") from None
-        links: set[str] = set()
-        for m in members:
-            why = _escape_reason(dest, m.name)
-            if why:
-                raise _unsafe(archive, m.name, why)
-            name = os.path.normpath(m.name.replace("\\", "/"))
-            # check the raw prefixes: normpath would fold "link/../x" and hide the link
-            comps = [c for c in m.name.replace("\\", "/").split("/") if c not in ("", ".")]
-            if any(os.path.normpath("/".join(comps[:k])) in links for k in range(1, len(comps))):
-                raise _unsafe(archive, m.name, "path goes through a link in the archive")
-            if m.issym() or m.islnk():
-                # symlink targets are relative to the link's folder, hard links to the root
-                target = (os.path.join(os.path.dirname(name), m.linkname)
-                          if m.issym() and not os.path.isabs(m.linkname) else m.linkname)
-                if _escape_reason(dest, target):
-                    raise _unsafe(archive, m.name, f"link to {m.linkname!r} points outside")
-                links.add(name)
-            elif not (m.isfile() or m.isdir()):
-                raise _unsafe(archive, m.name, "device, FIFO or other special file")
-        try:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
-                tf.extractall(dest, members=members, filter="data")
-            else:
-                tf.extractall(dest, members=members)
-        except (tarfile.TarError, EOFError, zlib.error) as exc:
-            raise DataError(f"{archive}: corrupt or truncated tar ({exc}); delete it and "
-                            "fetch again") from None
 
 
 # --------------------------------------------------------------------------- listing

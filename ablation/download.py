@@ -1,7 +1,7 @@
 """Download the official dataset archives, verify them, and install them atomically.
 
-:func:`ablation.data.fetch` calls :func:`fetch_online` when no mirror is given. Why it is built
-this way:
+:func:`ablation.fetch.fetch` calls :func:`fetch_online` (holding the dataset's fetch lock) when
+no mirror is given. Why it is built this way:
 
 - Integrity: pooch streams each archive to a temp file and checks the published checksum
   (deleting the temp file on a mismatch). Where no checksum is published (BSDS300, the SNU
@@ -14,7 +14,8 @@ this way:
   (same filesystem), the ``SHA256SUMS`` manifest is written there, and only then is the
   finished folder renamed into place. A failure at any step leaves the canonical folder as
   it was; a later :func:`ablation.data.verify_folder` catches files deleted afterwards.
-- Safety: extraction goes through :func:`ablation.data.safe_extract` (zip/tar-slip refused).
+- Safety: extraction goes through :func:`ablation.archives.safe_extract` (zip/tar-slip refused),
+  and :data:`ablation.archives.COLLECTORS` put the images into the canonical layout.
 - Errors: every failure reaches the user as one DataError line naming the URL or file and
   the fix (no network: use ``--mirror DIR`` / ``ABLATION_MIRROR``).
 """
@@ -22,7 +23,6 @@ this way:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fnmatch
 import os
 import re
@@ -30,16 +30,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from PIL import Image, ImageOps, UnidentifiedImageError
-
 from ablation import data
+from ablation.archives import COLLECTORS, WHOLE, safe_extract
 from ablation.data import MANIFEST, Dataset, Source
 from ablation.errors import DataError, check_choice, quiet_logger
-from ablation.images import IMAGE_SUFFIXES, atomic_write_text
+from ablation.fs import atomic_write_text, clean_swap_leftovers, swap_in
 
 ATTEMPTS = 3  # tries per URL before moving on to the next source
 RETRY_DELAYS: tuple[float, ...] = (2.0, 6.0)  # seconds slept before the 2nd and 3rd try
@@ -54,8 +53,6 @@ EXPECTED_IMAGES: dict[str, dict[str, int]] = {
     "bsds200": {".": 200},
     "div2k": {"DIV2K_train_HR": 800, "DIV2K_valid_HR": 100, "DIV2K_train_LR_bicubic/X*": 800},
 }
-DIV2K_TRAIN_LAST = 800  # DIV2K.tar keeps 0001-0900 in one folder: 0801+ are the valid split
-WHOLE = ""  # part key of a dataset installed as one folder
 
 MIRROR_HINT = "`ablation data fetch {name} --mirror DIR` (or set ABLATION_MIRROR=DIR)"
 
@@ -86,19 +83,18 @@ def fetch_online(ds: Dataset, root: Path, lr_scales: tuple[int, ...] = (),
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    with _lock(root, ds.name):
-        for stale in root.glob(f".fetch-{ds.name}-*"):  # left by a crashed run: we hold the lock
-            shutil.rmtree(stale, ignore_errors=True)
-        if ds.name == "div2k":
-            _fetch_div2k(ds, root, tuple(lr_scales), sources)
-        else:
-            _fetch_whole(ds, root, ds.sources if sources is None else sources)
+    for stale in root.glob(f".fetch-{ds.name}-*"):  # left by a crashed run: the caller locks
+        shutil.rmtree(stale, ignore_errors=True)
+    if ds.name == "div2k":
+        _fetch_div2k(ds, root, tuple(lr_scales), sources)
+    else:
+        _fetch_whole(ds, root, ds.sources if sources is None else sources)
 
 
 def _fetch_whole(ds: Dataset, root: Path, sources: tuple[Source, ...]) -> None:
     """Datasets installed as one folder: first source that delivers wins."""
     dest = root / ds.subdir
-    _clean_siblings(dest)
+    clean_swap_leftovers(dest)
     if _verified(dest, ds.name):
         _say(f"{ds.name}: already fetched and verified in {dest}")
         return
@@ -107,7 +103,7 @@ def _fetch_whole(ds: Dataset, root: Path, sources: tuple[Source, ...]) -> None:
         produced = _gather(ds, root, stage, plan, {WHOLE})
         out = produced[WHOLE]
         data.write_manifest(out, _hash_tree(out))
-        _swap_in(out, dest)
+        swap_in(out, dest)
     _say(f"{ds.name}: installed {dest}")
 
 
@@ -126,7 +122,7 @@ def _fetch_div2k(ds: Dataset, root: Path, lr_scales: tuple[int, ...],
     parts = {"DIV2K_train_HR", "DIV2K_valid_HR"} | {
         f"DIV2K_train_LR_bicubic/X{s}" for s in sorted(set(lr_scales) | old_scales)}
     for part in parts:
-        _clean_siblings(dest / part)
+        clean_swap_leftovers(dest / part)
     complete = {p for p in parts if _part_verified(dest, old, p)}
     needed = parts - complete
     if not needed:
@@ -149,7 +145,7 @@ def _fetch_div2k(ds: Dataset, root: Path, lr_scales: tuple[int, ...],
         # crash between the part swaps can't pass for a complete dataset.
         (dest / MANIFEST).unlink(missing_ok=True)
         for part, folder in sorted(produced.items()):
-            _swap_in(folder, dest / part)
+            swap_in(folder, dest / part)
         data.write_manifest(dest, {**kept, **new_entries})
     _say(f"{ds.name}: installed {', '.join(sorted(produced))} in {dest}")
 
@@ -187,7 +183,7 @@ def _gather(ds: Dataset, root: Path, stage: Path, plan: list[tuple[Source, set[s
         extracted, out = stage / f"x{i}", stage / f"p{i}"
         try:
             _say(f"{ds.name}: extracting {archive.name}")
-            data.safe_extract(archive, extracted)
+            safe_extract(archive, extracted)
             got = COLLECTORS[ds.name](extracted, out, wanted, archive)
             _check_contents(ds, src, archive, out, got)
         except DataError as exc:
@@ -412,135 +408,6 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-# --------------------------------------------------------------------------- collecting
-
-
-def _images_in(folder: Path) -> list[Path]:
-    """Regular image files directly in ``folder`` (links from an archive are ignored)."""
-    return sorted(p for p in folder.iterdir()
-                  if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.is_symlink()
-                  and not p.name.startswith("."))
-
-
-def _dirs_named(root: Path, name: str) -> list[Path]:
-    """Real folders called ``name`` under ``root``, shallowest first."""
-    found = [p for p in root.rglob(name) if p.is_dir() and not p.is_symlink()]
-    return sorted(found, key=lambda p: (len(p.parts), str(p)))
-
-
-def _move(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(src, dst)
-
-
-_PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
-
-
-def _to_png(src: Path, dst: Path, archive: Path, exif: bool) -> None:
-    """Decode ``src`` and save it losslessly as PNG (BMP keeps its exact pixels; a JPEG keeps
-    its decoded pixels, so training never re-decodes with another libjpeg)."""
-    try:
-        with Image.open(src) as im:
-            im.load()
-            img = ImageOps.exif_transpose(im) if exif else im
-            if img.mode not in _PNG_MODES:
-                img = img.convert("RGB")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            img.save(dst, format="PNG")
-    except (UnidentifiedImageError, Image.DecompressionBombError, SyntaxError, ValueError,
-            EOFError) as exc:
-        raise DataError(f"{archive}: member {src.name} is not a readable image ({exc}); the "
-                        "archive is corrupt: delete it and fetch again") from None
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS):
-            raise DataError(f"{dst.parent}: cannot write ({exc.strerror}); free disk space or "
-                            "fix permissions, then re-run the fetch") from None
-        raise DataError(f"{archive}: member {src.name} is not a readable image ({exc}); the "
-                        "archive is corrupt: delete it and fetch again") from None
-
-
-def _collect_benchmark(ex: Path, out: Path, parts: set[str],
-                       archive: Path) -> dict[str, list[str]]:
-    """benchmark.tar: ``benchmark/<set>/HR`` (and ``LR_bicubic/X<s>`` when present)."""
-    files: list[str] = []
-    for set_name in data.BENCHMARK_SETS:
-        homes = [d for d in _dirs_named(ex, set_name) if (d / "HR").is_dir()]
-        if not homes:
-            raise DataError(f"{archive}: no {set_name}/HR folder inside; not the benchmark "
-                            "archive: delete it and fetch again")
-        home = homes[0]
-        sub_dirs = [home / "HR"]
-        lr_root = home / "LR_bicubic"
-        if lr_root.is_dir():
-            sub_dirs += sorted(d for d in lr_root.iterdir()
-                               if d.is_dir() and not d.is_symlink() and re.fullmatch(r"X\d+",
-                                                                                     d.name))
-        for sub in sub_dirs:
-            rel_dir = PurePosixPath(set_name, sub.relative_to(home).as_posix())
-            for f in _images_in(sub):
-                _move(f, out / rel_dir / f.name)
-                files.append(str(rel_dir / f.name))
-    return {WHOLE: files}
-
-
-def _collect_t91(ex: Path, out: Path, parts: set[str], archive: Path) -> dict[str, list[str]]:
-    """SRCNN_train.zip: ``Train/*.bmp`` -> ``<stem>.png`` (lossless)."""
-    bmps = [p for p in ex.rglob("*") if p.suffix.lower() == ".bmp" and p.is_file()
-            and not p.is_symlink()]
-    in_train = [p for p in bmps if p.parent.name.lower() == "train"]
-    return {WHOLE: _convert_all(in_train or bmps, out, archive, exif=False)}
-
-
-def _collect_bsds200(ex: Path, out: Path, parts: set[str],
-                     archive: Path) -> dict[str, list[str]]:
-    """BSDS300-images.tgz: ``images/train/*.jpg`` -> ``<id>.png`` (decoded pixels, lossless)."""
-    jpgs = [p for p in ex.rglob("*.jpg") if p.is_file() and not p.is_symlink()
-            and p.parent.name == "train" and p.parent.parent.name == "images"]
-    return {WHOLE: _convert_all(jpgs, out, archive, exif=True)}
-
-
-def _convert_all(sources: list[Path], out: Path, archive: Path, exif: bool) -> list[str]:
-    names: dict[str, Path] = {}
-    for src in sorted(sources):
-        name = f"{src.stem}.png"
-        if name in names:
-            raise DataError(f"{archive}: two images map to {name} ({names[name].name}, "
-                            f"{src.name}); not the expected archive")
-        names[name] = src
-        _to_png(src, out / name, archive, exif)
-    return sorted(names)
-
-
-def _collect_div2k(ex: Path, out: Path, parts: set[str], archive: Path) -> dict[str, list[str]]:
-    """DIV2K zips or DIV2K.tar: HR by number (0801+ are valid, even inside a train folder),
-    official train LR ``X<s>/0001x<s>.png``; only ``parts`` are taken."""
-    got: dict[str, list[str]] = {}
-    for f in sorted(ex.rglob("*.png")):
-        if not f.is_file() or f.is_symlink():
-            continue
-        part = None
-        if f.parent.name in ("DIV2K_train_HR", "DIV2K_valid_HR") and re.fullmatch(r"\d{4}",
-                                                                                  f.stem):
-            part = "DIV2K_train_HR" if int(f.stem) <= DIV2K_TRAIN_LAST else "DIV2K_valid_HR"
-        elif (m := re.fullmatch(r"X(\d+)", f.parent.name)) and f.parent.parent.name in (
-                "DIV2K_train_LR_bicubic", "DIV2K_valid_LR_bicubic"):
-            num = re.fullmatch(rf"(\d{{4}})x{m[1]}", f.stem)
-            if num and int(num[1]) <= DIV2K_TRAIN_LAST:
-                part = f"DIV2K_train_LR_bicubic/X{m[1]}"
-        if part in parts:
-            _move(f, out / part / f.name)
-            got.setdefault(part, []).append(f.name)
-    return got
-
-
-COLLECTORS: dict[str, Callable[[Path, Path, set[str], Path], dict[str, list[str]]]] = {
-    "benchmark": _collect_benchmark,
-    "t91": _collect_t91,
-    "bsds200": _collect_bsds200,
-    "div2k": _collect_div2k,
-}
-
-
 # --------------------------------------------------------------------------- installing
 
 
@@ -578,57 +445,6 @@ def _part_verified(dest: Path, entries: dict[str, str], part: str) -> bool:
                               for rel, d in mine.items())
 
 
-def _swap_in(ready: Path, dest: Path) -> None:
-    """Replace ``dest`` by the finished folder ``ready`` with renames, so readers see the old
-    folder or the new one, never a half-copied one. ``ready`` first moves next to ``dest``
-    (copied if ``dest`` lives on another filesystem, e.g. a symlinked data folder), so the
-    final step is always a same-folder rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{time.monotonic_ns()}"
-    incoming = dest.parent / f".{dest.name}.incoming-{tag}"
-    old = dest.parent / f".{dest.name}.old-{tag}"
-    try:
-        os.rename(ready, incoming)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        try:
-            shutil.copytree(ready, incoming, symlinks=True)
-        except BaseException:
-            shutil.rmtree(incoming, ignore_errors=True)
-            raise
-    had_old = dest.exists() or dest.is_symlink()
-    try:
-        if had_old:
-            os.rename(dest, old)
-        try:
-            os.rename(incoming, dest)
-        except OSError:
-            if had_old:
-                os.rename(old, dest)
-            raise
-    except BaseException:
-        shutil.rmtree(incoming, ignore_errors=True)
-        raise
-    if old.is_symlink() or old.is_file():
-        old.unlink()
-    elif old.is_dir():
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _clean_siblings(dest: Path) -> None:
-    """Remove ``.incoming-`` / ``.old-`` folders a crashed :func:`_swap_in` left next to
-    ``dest`` (only called under the dataset's lock)."""
-    if not dest.parent.is_dir():
-        return
-    for pattern in (f".{dest.name}.incoming-*", f".{dest.name}.old-*"):
-        for p in dest.parent.glob(pattern):
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
-
-
 @contextlib.contextmanager
 def _staging(root: Path, name: str) -> Iterator[Path]:
     """A scratch folder inside the data dir (same filesystem: the final move is a rename),
@@ -638,24 +454,3 @@ def _staging(root: Path, name: str) -> Iterator[Path]:
         yield stage
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _lock(root: Path, name: str) -> Iterator[None]:
-    """One fetch of a dataset per data dir at a time (two would swap folders under each
-    other). POSIX ``flock``: released by the OS if the process dies, so never stale."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; run one fetch at a time
-        yield
-        return
-    with open(root / f".fetch-{name}.lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DataError(f"{root}: another `{data.fix_command(name)}` is running on this "
-                            "data dir; wait for it to finish") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)

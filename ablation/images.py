@@ -1,4 +1,4 @@
-"""Reading and writing images with the project's rules, and atomic file writes.
+"""Reading and writing images with the project's rules.
 
 Rules (one place, used by datasets, evaluation and ``ablation upscale``):
 - EXIF orientation is applied, so pixels are as a viewer shows them.
@@ -11,14 +11,14 @@ Arrays are uint8 ``(H, W, C)`` with C = 1 or 3.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ablation.errors import DataError, DiskWriteError
+from ablation.errors import DataError
+from ablation.fs import atomic_write_bytes
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -155,61 +155,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
             "point at a folder that holds images"
         )
     return files
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
-
-    A crash or a full disk leaves either the old file or the new one, never a torn file, and
-    no temp file behind (the OSError is re-raised for the caller to report). The new file gets
-    the old file's permissions (or the umask default), not ``mkstemp``'s private 0600.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
-            raise DiskWriteError(exc.errno, f"{path}: cannot write ({exc.strerror or exc}); "
-                                 "free disk space or fix permissions and rerun (the previous "
-                                 "file is kept)") from None
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (POSIX); best effort, platforms without directory fds skip it."""
-    try:
-        dfd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """UTF-8 text version of :func:`atomic_write_bytes` (manifests, JSON, CSV)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def save_png(path: str | os.PathLike, arr: np.ndarray, alpha: np.ndarray | None = None,

@@ -39,7 +39,7 @@ from ablation import paths
 from ablation import results as results_mod
 from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, make_config
 from ablation.errors import AblationError, check_choice, quiet_logger
-from ablation.images import atomic_write_bytes
+from ablation.fs import atomic_write_bytes
 from ablation.tasks import REFERENCE, TASKS, Task, get_task
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ same run; the second one waits (``wait=True``) or fails with a one-line error.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -18,7 +17,7 @@ from ablation import results as results_mod
 from ablation.config import config_hash, make_config
 from ablation.errors import AblationError, check_choice
 from ablation.evaluate import Bicubic, evaluate, summarize
-from ablation.images import atomic_write_bytes, atomic_write_text
+from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
 from ablation.models import SCALES, count_params, flops_per_output_pixel
 from ablation.tasks import get_task
 from ablation.train import RunResult, data_fingerprint, resolve_device, split_files, train
@@ -30,25 +29,13 @@ class RunLocked(AblationError):
     """Another process holds this run's lock."""
 
 
-@contextlib.contextmanager
 def run_lock(folder: Path, wait: bool = True, timeout: float = 24 * 3600):
     """Exclusive lock on ``folder/.lock`` (released if the holder dies: it's an flock)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fh = open(folder / ".lock", "a+")
-    start = time.monotonic()
-    try:
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not wait or time.monotonic() - start > timeout:
-                    raise RunLocked(f"{folder}: another process is running this run; wait for "
-                                    "it to finish or stop it") from None
-                time.sleep(1.0)
-        yield
-    finally:
-        fh.close()
+    def busy(_holder: str) -> RunLocked:
+        return RunLocked(f"{folder}: another process is running this run; wait for it to "
+                         "finish or stop it")
+
+    return exclusive_lock(folder / ".lock", busy, wait=wait, timeout=timeout)
 
 
 def _bicubic_metrics(scale: int, config, data_dir, device) -> dict:

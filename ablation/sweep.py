@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -43,6 +42,7 @@ from ablation.book import (
     task_pages,
 )
 from ablation.errors import AblationError, ConfigError, check_choice
+from ablation.fs import atomic_write_text, exclusive_lock
 
 SCALES = (2, 3, 4)
 PROFILES = ("smoke", "cpu", "paper")
@@ -224,7 +224,6 @@ def _finish(job: Job, tmp: Path, error: str) -> None:
     """Move the executed (or failure) notebook into place atomically."""
     import nbformat
 
-    from ablation.images import atomic_write_text
 
     nb = None
     if tmp.exists():
@@ -247,7 +246,6 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
     """Execute one page with papermill into place; returns {name, status, error, seconds}."""
     import papermill as pm
 
-    from ablation.images import atomic_write_text
 
     nb = source_notebook(job.page, settings.notebooks)
     digest = source_digest(nb)
@@ -379,7 +377,6 @@ def execute_in_subprocess(job: Job, s: Settings, env: dict[str, str]) -> dict:
 
 def fail(job: Job, s: Settings, error: str) -> dict:
     """Record a page that could not even be executed: a failure page and a failed stamp."""
-    from ablation.images import atomic_write_text
 
     _finish(job, job.output.parent / TMP_DIR / "missing.ipynb", error)
     atomic_write_text(job.stamp, json.dumps(dict(page=job.page.name, status="failed",
@@ -397,30 +394,14 @@ def _worker() -> None:
     Path(sys.argv[1]).write_text(json.dumps(result))
 
 
-@contextlib.contextmanager
-def sweep_lock(folder: Path, wait: bool = False) -> Iterator[None]:
+def sweep_lock(folder: Path, wait: bool = False):
     """Exclusive flock on ``folder/.sweep.lock``; refuses (one line) or waits."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fh = open(folder / ".sweep.lock", "a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip()
-            who = f" (pid {holder})" if holder else ""
-            if not wait:
-                raise SweepLocked(f"{folder}: another sweep is running on this folder{who}; "
-                                  "wait for it to finish or pass --wait") from None
-            print(f"waiting for the sweep{who} on {folder} to finish ...", file=sys.stderr)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        yield
-    finally:
-        fh.close()
+    def busy(who: str) -> SweepLocked:
+        return SweepLocked(f"{folder}: another sweep is running on this folder{who}; wait "
+                           "for it to finish or pass --wait")
+
+    return exclusive_lock(folder / ".sweep.lock", busy, wait=wait,
+                          waiting=f"waiting for the sweep{{who}} on {folder} to finish ...")
 
 
 def clean_tmp(book_dir: Path) -> None:

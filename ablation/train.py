@@ -35,8 +35,9 @@ from ablation.checkpoint import save_checkpoint, unwrap
 from ablation.config import TrainConfig, config_hash, make_config
 from ablation.degradation import bicubic_down, modcrop, quantize
 from ablation.errors import AblationError, CheckpointError, check_choice
+from ablation.fs import atomic_write_bytes, atomic_write_text
 from ablation.hostmem import reuse_freed_memory
-from ablation.images import atomic_write_bytes, atomic_write_text, read_image
+from ablation.images import read_image
 from ablation.losses import make_loss
 from ablation.metrics import psnr
 from ablation.models import SCALES, ModelSpec, SRNet, build_model

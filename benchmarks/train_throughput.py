@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ablation import data, paths
+from ablation import paths
 from ablation.cache import load_decoded
 from ablation.config import make_config
+from ablation.fetch import fetch
 from ablation.hostmem import reuse_freed_memory
 from ablation.losses import make_loss
 from ablation.models import build_model, flops_per_output_pixel
@@ -163,7 +164,7 @@ def main() -> None:
     args = ap.parse_args()
     device = resolve_device(args.device)
     if args.mirror:
-        data.fetch("291", args.data_dir, args.mirror)
+        fetch("291", args.data_dir, args.mirror)
     files = drop_small_images(split_files(make_config("cpu"), args.data_dir)[0], SCALE,
                               LR_PATCH, strict=False)
     root = paths.data_dir(args.data_dir)

@@ -28,9 +28,9 @@ def mirror() -> Path:
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory, mirror) -> Path:
     """A data dir with the benchmark sets and the 291 training set fetched from the mirror."""
-    from ablation import data
+    from ablation.fetch import fetch
 
     root = Path(os.environ.get("ABLATION_TEST_DATA") or tmp_path_factory.mktemp("data"))
-    data.fetch("benchmark", data_dir=root, mirror=mirror)
-    data.fetch("291", data_dir=root, mirror=mirror)
+    fetch("benchmark", data_dir=root, mirror=mirror)
+    fetch("291", data_dir=root, mirror=mirror)
     return root

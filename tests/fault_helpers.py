@@ -134,10 +134,10 @@ def kill_pids(pids) -> None:
 
 
 # What the package's writers leave behind only when they are killed mid-way.
-TEMP_GLOBS = (".*.tmp",  # images.atomic_write_bytes
-              ".fetch.*",  # data._fetch_from_mirror
+TEMP_GLOBS = (".*.tmp",  # fs.atomic_write_bytes
+              ".fetch.*",  # fetch._copy_verified
               ".fetch-*-*",  # download._staging (a folder)
-              ".*.incoming-*", ".*.old-*",  # download._swap_in
+              ".*.incoming-*", ".*.old-*",  # fs.swap_in
               )
 
 

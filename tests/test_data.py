@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from ablation import data
+from ablation import fetch as fetch_mod
 from ablation.errors import ConfigError, DataError
+from ablation.fetch import fetch
 
 BENCH_PICK = ["Set5/HR/baby.png", "Set5/HR/bird.png", "Set14/HR/bridge.png",
               "B100/HR/img_001.png", "Urban100/HR/img_001.png"]
@@ -64,7 +66,7 @@ def _files(folder: Path) -> list[str]:
 
 def test_mirror_fetch_benchmark_subset(fake_mirror: Path, tmp_path: Path) -> None:
     root = tmp_path / "data"
-    assert data.fetch("benchmark", root, fake_mirror) == [root / "benchmark"]
+    assert fetch("benchmark", root, fake_mirror) == [root / "benchmark"]
     assert _files(root / "benchmark") == sorted([*BENCH_PICK, "SHA256SUMS"])
     set5 = data.benchmark_hr_files("Set5", root)
     assert [f.name for f in set5] == ["baby.png", "bird.png"]
@@ -77,7 +79,7 @@ def test_mirror_from_environment_and_group_291(fake_mirror: Path, tmp_path: Path
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ABLATION_MIRROR", str(fake_mirror))
     monkeypatch.setenv("ABLATION_DATA", str(tmp_path / "data"))
-    folders = data.fetch("291")
+    folders = fetch("291")
     assert folders == [Path(tmp_path / "data" / "train" / "T91"),
                        Path(tmp_path / "data" / "train" / "BSDS200")]
     assert [f.name for f in data.train_files("291")] == ["t1.png", "t10.png", "t11.png",
@@ -85,7 +87,7 @@ def test_mirror_from_environment_and_group_291(fake_mirror: Path, tmp_path: Path
 
 
 def test_full_mirror_fetch_of_t91(tmp_path: Path, mirror: Path) -> None:
-    data.fetch("t91", tmp_path, mirror)
+    fetch("t91", tmp_path, mirror)
     files = data.train_files("t91", tmp_path)
     assert len(files) == 91 and files[0].name == "t1.png"
     expected = data.read_manifest(mirror / "train.sha256", "./T91/")
@@ -95,7 +97,7 @@ def test_full_mirror_fetch_of_t91(tmp_path: Path, mirror: Path) -> None:
 
 def test_refetch_is_idempotent_and_repairs(fake_mirror: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    data.fetch("benchmark", tmp_path, fake_mirror)
+    fetch("benchmark", tmp_path, fake_mirror)
     baby = tmp_path / "benchmark" / "Set5" / "HR" / "baby.png"
     mtime = baby.stat().st_mtime_ns
     copies: list[str] = []
@@ -105,12 +107,12 @@ def test_refetch_is_idempotent_and_repairs(fake_mirror: Path, tmp_path: Path,
         copies.append(Path(src).name)
         return real_copy(src, dst)
 
-    monkeypatch.setattr(data.shutil, "copyfile", counting_copy)
-    data.fetch("benchmark", tmp_path, fake_mirror)
+    monkeypatch.setattr(fetch_mod.shutil, "copyfile", counting_copy)
+    fetch("benchmark", tmp_path, fake_mirror)
     assert copies == [] and baby.stat().st_mtime_ns == mtime  # everything verified: skipped
 
     (tmp_path / "benchmark" / "Set5" / "HR" / "bird.png").unlink()
-    data.fetch("benchmark", tmp_path, fake_mirror)
+    fetch("benchmark", tmp_path, fake_mirror)
     assert copies == ["bird.png"]
     data.verify_folder(tmp_path / "benchmark", "fix", full=True)
 
@@ -122,7 +124,7 @@ def test_checksum_mismatch_in_mirror_is_refused(fake_mirror: Path, tmp_path: Pat
     bad.write_bytes(bytes(raw))
     root = tmp_path / "data"
     with pytest.raises(DataError, match="checksum mismatch") as err:
-        data.fetch("benchmark", root, fake_mirror)
+        fetch("benchmark", root, fake_mirror)
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
     hr = root / "benchmark" / "Set5" / "HR"
     assert not (hr / "bird.png").exists()
@@ -135,19 +137,19 @@ def test_checksum_mismatch_in_mirror_is_refused(fake_mirror: Path, tmp_path: Pat
 def test_mirror_missing_a_listed_file(fake_mirror: Path, tmp_path: Path) -> None:
     (fake_mirror / "train" / "T91" / "t10.png").unlink()
     with pytest.raises(DataError, match=r"t10\.png: listed in .* but missing from the mirror"):
-        data.fetch("t91", tmp_path, fake_mirror)
+        fetch("t91", tmp_path, fake_mirror)
 
 
 def test_mirror_without_the_dataset_or_folder(fake_mirror: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not in the mirror"):
-        data.fetch("div2k", tmp_path, fake_mirror)
+        fetch("div2k", tmp_path, fake_mirror)
     with pytest.raises(DataError, match="mirror folder not found"):
-        data.fetch("t91", tmp_path, tmp_path / "no-such-mirror")
+        fetch("t91", tmp_path, tmp_path / "no-such-mirror")
 
 
 def test_unknown_dataset_name_lists_valid_names(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        data.fetch("set5", tmp_path)
+        fetch("set5", tmp_path)
     for name in ("benchmark", "t91", "bsds200", "div2k", "291"):
         assert name in str(err.value)
 
@@ -168,7 +170,7 @@ def test_missing_dataset_names_the_fetch_command(tmp_path: Path) -> None:
 
 
 def test_partial_dataset_names_the_missing_file(fake_mirror: Path, tmp_path: Path) -> None:
-    data.fetch("benchmark", tmp_path, fake_mirror)
+    fetch("benchmark", tmp_path, fake_mirror)
     gone = tmp_path / "benchmark" / "Set14" / "HR" / "bridge.png"
     gone.unlink()
     with pytest.raises(DataError) as err:
@@ -180,7 +182,7 @@ def test_partial_dataset_names_the_missing_file(fake_mirror: Path, tmp_path: Pat
 
 
 def test_full_verification_catches_a_modified_file(fake_mirror: Path, tmp_path: Path) -> None:
-    data.fetch("t91", tmp_path, fake_mirror)
+    fetch("t91", tmp_path, fake_mirror)
     f = tmp_path / "train" / "T91" / "t11.png"
     f.write_bytes(f.read_bytes() + b"junk")
     data.verify_folder(f.parent, "fix")  # presence check passes

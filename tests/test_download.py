@@ -23,8 +23,10 @@ from fault_helpers import encoded, random_image, zip_bytes
 from PIL import Image
 
 from ablation import data, download
+from ablation.archives import safe_extract
 from ablation.data import Source
 from ablation.errors import ConfigError, DataError
+from ablation.fetch import fetch
 from ablation.images import read_image
 
 # --------------------------------------------------------------------------- loopback server
@@ -178,7 +180,7 @@ def _assert_clean(root: Path, canonical: Path) -> None:
 def test_t91_zip_lands_in_canonical_layout_with_manifest(server: Server, tmp_path: Path) -> None:
     payload, pixels = _t91_zip()
     url = server.serve("SRCNN_train.zip", payload)
-    out = data.fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload), len(payload)),)})
+    out = fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload), len(payload)),)})
 
     dest = tmp_path / "train" / "T91"
     assert out == [dest]
@@ -195,7 +197,7 @@ def test_t91_zip_lands_in_canonical_layout_with_manifest(server: Server, tmp_pat
 def test_benchmark_tar_keeps_hr_and_official_lr(server: Server, tmp_path: Path) -> None:
     payload = _benchmark_tar()
     url = server.serve("benchmark.tar", payload)
-    data.fetch("benchmark", tmp_path, sources={"benchmark": (Source(url, _sha(payload)),)})
+    fetch("benchmark", tmp_path, sources={"benchmark": (Source(url, _sha(payload)),)})
 
     root = tmp_path / "benchmark"
     manifest = data.read_manifest(root / data.MANIFEST)
@@ -210,12 +212,12 @@ def test_refetch_of_a_verified_dataset_downloads_nothing(server: Server, tmp_pat
     payload, _ = _t91_zip()
     url = server.serve("SRCNN_train.zip", payload)
     sources = {"t91": (Source(url, _sha(payload)),)}
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     manifest = tmp_path / "train" / "T91" / data.MANIFEST
     before = manifest.stat().st_mtime_ns
     (tmp_path / "downloads" / "SRCNN_train.zip").unlink()  # prove no download is needed
 
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     assert server.hits["/SRCNN_train.zip"] == 1
     assert manifest.stat().st_mtime_ns == before
 
@@ -225,13 +227,13 @@ def test_refetch_restores_a_deleted_file_from_the_cached_archive(server: Server,
     payload, _ = _t91_zip()
     url = server.serve("SRCNN_train.zip", payload)
     sources = {"t91": (Source(url, _sha(payload)),)}
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     dest = tmp_path / "train" / "T91"
     (dest / "t2.png").unlink()
     with pytest.raises(DataError, match="t2.png"):
         data.train_files("t91", tmp_path)
 
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     assert server.hits["/SRCNN_train.zip"] == 1  # the verified archive in downloads/ was reused
     assert len(data.verify_folder(dest, "fix", full=True)) == 3
 
@@ -243,7 +245,7 @@ def test_bsds_without_published_hash_checks_count_and_converts_jpeg(
     members["BSDS300/images/test/99.jpg"] = _encoded(_image(99), "JPEG")
     payload = _tar(members, "w:gz")
     url = server.serve("BSDS300-images.tgz", payload)
-    data.fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
+    fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
 
     dest = tmp_path / "train" / "BSDS200"
     assert _listing(dest) == ["11.png", "12.png", "13.png", "SHA256SUMS"]
@@ -254,7 +256,7 @@ def test_bsds_without_published_hash_checks_count_and_converts_jpeg(
         hashlib.sha256(archive.read_bytes()).hexdigest()
 
     (dest / "12.png").unlink()  # repair: the verified archive is reused, not downloaded again
-    data.fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
+    fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
     assert server.hits["/BSDS300-images.tgz"] == 1
     assert len(data.verify_folder(dest, "fix", full=True)) == 3
 
@@ -268,7 +270,7 @@ def test_unverified_leftover_without_hash_is_downloaded_again(
     leftover = tmp_path / "downloads" / "BSDS300-images.tgz"
     leftover.parent.mkdir()
     leftover.write_bytes(payload[:50])  # e.g. from a run killed mid-way: no .sha256 sidecar
-    data.fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
+    fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
     assert server.hits["/BSDS300-images.tgz"] == 1 and leftover.read_bytes() == payload
 
 
@@ -280,7 +282,7 @@ def test_corrupt_download_is_one_line_error_and_leaves_nothing(server: Server,
     payload, _ = _t91_zip()
     url = server.serve("SRCNN_train.zip", payload, mode="corrupt")
     with pytest.raises(DataError) as err:
-        data.fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload)),)})
+        fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload)),)})
     msg = str(err.value)
     assert "\n" not in msg
     assert url in msg and "checksum mismatch" in msg and "ablation data fetch t91" in msg
@@ -296,7 +298,7 @@ def test_stale_bad_archive_in_downloads_is_not_left_looking_valid(server: Server
     stale.parent.mkdir()
     stale.write_bytes(payload[:100])
     with pytest.raises(DataError):
-        data.fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload)),)})
+        fetch("t91", tmp_path, sources={"t91": (Source(url, _sha(payload)),)})
     assert not stale.exists()
 
 
@@ -307,12 +309,12 @@ def test_interrupted_download_fails_then_rerun_succeeds(server: Server, tmp_path
     url = server.serve("SRCNN_train.zip", payload, mode=mode)
     sources = {"t91": (Source(url, _sha(payload)),)}
     with pytest.raises(DataError, match="SRCNN_train.zip") as err:
-        data.fetch("t91", tmp_path, sources=sources)
+        fetch("t91", tmp_path, sources=sources)
     assert "\n" not in str(err.value)
     _assert_clean(tmp_path, tmp_path / "train" / "T91")
 
     server.serve("SRCNN_train.zip", payload)  # the server recovers
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     assert len(data.train_files("t91", tmp_path)) == 3
 
 
@@ -326,11 +328,11 @@ def test_truncated_body_without_length_or_hash_is_caught_and_discarded(
     url = server.serve("BSDS300-images.tgz", payload, mode="truncate-nolength")
     sources = {"bsds200": (Source(url, None),)}
     with pytest.raises(DataError, match="BSDS300-images.tgz"):
-        data.fetch("bsds200", tmp_path, sources=sources)
+        fetch("bsds200", tmp_path, sources=sources)
     _assert_clean(tmp_path, tmp_path / "train" / "BSDS200")
 
     server.serve("BSDS300-images.tgz", payload)
-    data.fetch("bsds200", tmp_path, sources=sources)
+    fetch("bsds200", tmp_path, sources=sources)
     assert len(data.train_files("bsds200", tmp_path)) == 40
 
 
@@ -339,11 +341,11 @@ def test_unknown_hash_wrong_size_or_count_is_refused(server: Server, tmp_path: P
     payload = _tar(members, "w:gz")
     url = server.serve("BSDS300-images.tgz", payload)
     with pytest.raises(DataError, match=f"got {len(payload)} bytes, expected 12345"):
-        data.fetch("bsds200", tmp_path,
+        fetch("bsds200", tmp_path,
                    sources={"bsds200": (Source(url, None, 12345),)})
     _assert_clean(tmp_path, tmp_path / "train" / "BSDS200")
     with pytest.raises(DataError, match="holds 3 images, expected 200"):
-        data.fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
+        fetch("bsds200", tmp_path, sources={"bsds200": (Source(url, None),)})
     _assert_clean(tmp_path, tmp_path / "train" / "BSDS200")
 
 
@@ -352,14 +354,14 @@ def test_failed_refetch_leaves_the_existing_folder_untouched(server: Server,
     payload, _ = _t91_zip()
     url = server.serve("SRCNN_train.zip", payload)
     sources = {"t91": (Source(url, _sha(payload)),)}
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     dest = tmp_path / "train" / "T91"
     (dest / "t1.png").unlink()
     (tmp_path / "downloads" / "SRCNN_train.zip").unlink()
     before = _listing(dest)
     server.serve("SRCNN_train.zip", payload, mode="corrupt")
     with pytest.raises(DataError):
-        data.fetch("t91", tmp_path, sources=sources)
+        fetch("t91", tmp_path, sources=sources)
     assert _listing(dest) == before  # old copy as it was, still reported as partial
     with pytest.raises(DataError, match="t1.png"):
         data.train_files("t91", tmp_path)
@@ -371,7 +373,7 @@ def test_first_source_failing_falls_back_to_the_next(server: Server, tmp_path: P
     bad = server.serve("bad/SRCNN_train.zip", payload, mode="corrupt")
     good = server.serve("mirror/SRCNN_train.zip", payload)
     sources = {"t91": tuple(Source(u, _sha(payload)) for u in (dead, bad, good))}
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     assert server.hits == {"/official/SRCNN_train.zip": 1,  # a 404 is not retried
                            "/bad/SRCNN_train.zip": download.ATTEMPTS,
                            "/mirror/SRCNN_train.zip": 1}
@@ -383,7 +385,7 @@ def test_every_source_failing_lists_each_url(server: Server, tmp_path: Path) -> 
     a = server.serve("a/SRCNN_train.zip", b"", mode="404")
     b = server.serve("b/SRCNN_train.zip", payload, mode="corrupt")
     with pytest.raises(DataError) as err:
-        data.fetch("t91", tmp_path, sources={"t91": (Source(a, _sha(payload)),
+        fetch("t91", tmp_path, sources={"t91": (Source(a, _sha(payload)),
                                                      Source(b, _sha(payload)))})
     msg = str(err.value)
     assert f"{a}: HTTP 404" in msg and f"{b}: checksum mismatch" in msg and "\n" not in msg
@@ -391,7 +393,7 @@ def test_every_source_failing_lists_each_url(server: Server, tmp_path: Path) -> 
 
 def test_no_sources_is_an_error_not_a_silent_default(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no source provides it.*--mirror DIR"):
-        data.fetch("t91", tmp_path, sources={"t91": ()})
+        fetch("t91", tmp_path, sources={"t91": ()})
 
 
 def test_no_network_suggests_the_mirror(tmp_path: Path) -> None:
@@ -400,7 +402,7 @@ def test_no_network_suggests_the_mirror(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/SRCNN_train.zip"
     with pytest.raises(DataError) as err:
-        data.fetch("t91", tmp_path, sources={"t91": (Source(url, None),)})
+        fetch("t91", tmp_path, sources={"t91": (Source(url, None),)})
     msg = str(err.value)
     assert "no network" in msg and "--mirror DIR" in msg and "ABLATION_MIRROR" in msg
     assert "\n" not in msg
@@ -434,7 +436,7 @@ def test_div2k_valid_404_falls_back_to_the_single_tar(
     monkeypatch.setitem(download.EXPECTED_IMAGES, "div2k", {
         "DIV2K_train_HR": 2, "DIV2K_valid_HR": 2, "DIV2K_train_LR_bicubic/X*": 2})
     sources = {"div2k": _div2k_archives(server, valid_mode="404")}
-    data.fetch("div2k", tmp_path, lr_scales=(2,), sources=sources)
+    fetch("div2k", tmp_path, lr_scales=(2,), sources=sources)
 
     root = tmp_path / "DIV2K"
     assert _listing(root) == [
@@ -451,9 +453,9 @@ def test_div2k_valid_404_falls_back_to_the_single_tar(
 
 def test_div2k_adding_a_scale_downloads_only_that_part(server: Server, tmp_path: Path) -> None:
     sources = {"div2k": _div2k_archives(server)}
-    data.fetch("div2k", tmp_path, sources=sources)
+    fetch("div2k", tmp_path, sources=sources)
     assert set(server.hits) == {"/DIV2K_train_HR.zip", "/DIV2K_valid_HR.zip"}
-    data.fetch("div2k", tmp_path, lr_scales=(3,), sources=sources)
+    fetch("div2k", tmp_path, lr_scales=(3,), sources=sources)
     assert server.hits == {"/DIV2K_train_HR.zip": 1, "/DIV2K_valid_HR.zip": 1,
                            "/DIV2K_train_LR_bicubic_X3.zip": 1}
     entries = data.read_manifest(tmp_path / "DIV2K" / data.MANIFEST)
@@ -463,7 +465,7 @@ def test_div2k_adding_a_scale_downloads_only_that_part(server: Server, tmp_path:
 
 def test_div2k_rejects_an_unknown_lr_scale(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="2, 3, 4"):
-        data.fetch("div2k", tmp_path, lr_scales=(5,), sources={"div2k": ()})
+        fetch("div2k", tmp_path, lr_scales=(5,), sources={"div2k": ()})
 
 
 # --------------------------------------------------------------------------- zip / tar slip
@@ -488,7 +490,7 @@ def test_safe_extract_refuses_escaping_members(tmp_path: Path, kind: str) -> Non
     dest = tmp_path / "a" / "dest" / "inner"
     before = _listing(tmp_path)
     with pytest.raises(DataError, match="unsafe member"):
-        data.safe_extract(archive, dest)
+        safe_extract(archive, dest)
     after = [p for p in _listing(tmp_path) if not p.startswith("a/dest/")]
     assert after == before and not Path("/tmp/abs_evil").exists()
     assert not dest.exists() or not any(dest.rglob("*"))  # checks ran before any write
@@ -497,7 +499,7 @@ def test_safe_extract_refuses_escaping_members(tmp_path: Path, kind: str) -> Non
 def test_safe_extract_accepts_dot_members_and_inside_links(tmp_path: Path) -> None:
     archive = tmp_path / "ok.tar"
     archive.write_bytes(_tar({"./a/x.txt": b"1"}, links={"./a/l": "x.txt"}))
-    data.safe_extract(archive, tmp_path / "out")
+    safe_extract(archive, tmp_path / "out")
     assert (tmp_path / "out" / "a" / "x.txt").read_bytes() == b"1"
 
 
@@ -506,7 +508,7 @@ def test_safe_extract_truncated_archive_is_a_data_error(tmp_path: Path) -> None:
     archive = tmp_path / "cut.tgz"
     archive.write_bytes(payload[: len(payload) // 2])
     with pytest.raises(DataError, match="cut.tgz"):
-        data.safe_extract(archive, tmp_path / "out")
+        safe_extract(archive, tmp_path / "out")
 
 
 @pytest.mark.parametrize("kind", ["zip ../", "tar ../", "tar symlink out"])
@@ -515,7 +517,7 @@ def test_fetch_refuses_a_slipping_archive(server: Server, tmp_path: Path, kind: 
     payload = SLIPS[kind]()
     url = server.serve("SRCNN_train.zip", payload)
     with pytest.raises(DataError, match="unsafe member") as err:
-        data.fetch("t91", root, sources={"t91": (Source(url, _sha(payload)),)})
+        fetch("t91", root, sources={"t91": (Source(url, _sha(payload)),)})
     assert "\n" not in str(err.value)
     assert not (tmp_path / "evil").exists() and not (root / "evil").exists()
     _assert_clean(root, root / "train" / "T91")
@@ -527,4 +529,4 @@ def test_a_second_concurrent_fetch_is_refused(tmp_path: Path) -> None:
     with open(tmp_path / ".fetch-t91.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(DataError, match="another `ablation data fetch t91` is running"):
-            data.fetch("t91", tmp_path, sources={"t91": ()})
+            fetch("t91", tmp_path, sources={"t91": ()})

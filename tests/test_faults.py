@@ -129,10 +129,12 @@ from PIL import Image
 import ablation.train
 from ablation import book, cache, cli, data, download
 from ablation import results as results_mod
+from ablation.archives import safe_extract
 from ablation.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
 from ablation.config import make_config
 from ablation.data import Source
 from ablation.errors import CheckpointError, ConfigError, DataError
+from ablation.fetch import fetch
 from ablation.images import read_image
 from ablation.models import ModelSpec, build_model
 from ablation.runs import RunLocked, run_lock, run_variant
@@ -174,7 +176,7 @@ def tiny_eval(tmp_path_factory) -> str:
 def t91_data(tmp_path_factory, mirror) -> Path:
     """A data dir holding only T91, fetched from the mirror once; tests copy it."""
     root = tmp_path_factory.mktemp("t91data")
-    data.fetch("t91", root, mirror)
+    fetch("t91", root, mirror)
     return root
 
 
@@ -544,7 +546,7 @@ def test_bad_download_is_refused_then_refetched(server, fast_download, tmp_path,
     payload = t91_zip()
     url = server.serve("SRCNN_train.zip", payload, mode)
     with pytest.raises(DataError) as err:
-        data.fetch("t91", tmp_path, sources=_t91_sources(url, payload))
+        fetch("t91", tmp_path, sources=_t91_sources(url, payload))
     msg = one_line(err.value)
     assert url in msg and ("checksum mismatch" if mode == "corrupt" else "interrupted") in msg
     assert "ablation data fetch t91" in msg  # the fix
@@ -553,18 +555,19 @@ def test_bad_download_is_refused_then_refetched(server, fast_download, tmp_path,
     assert temp_leftovers(tmp_path) == []
     hits = server.hits["/SRCNN_train.zip"]
     server.serve("SRCNN_train.zip", payload, "ok")
-    data.fetch("t91", tmp_path, sources=_t91_sources(url, payload))
+    fetch("t91", tmp_path, sources=_t91_sources(url, payload))
     assert server.hits["/SRCNN_train.zip"] > hits  # fetched again, nothing stale reused
     _assert_t91_installed(tmp_path)
 
 
 FETCH_WORKER = """
 import sys
-from ablation import data, download
+from ablation import download
 from ablation.data import Source
+from ablation.fetch import fetch
 download.TIMEOUT_S = 120.0
 root, url, digest, size = sys.argv[1:5]
-data.fetch("t91", root, sources={"t91": (Source(url, digest, int(size)),)})
+fetch("t91", root, sources={"t91": (Source(url, digest, int(size)),)})
 """
 
 
@@ -599,13 +602,13 @@ def test_download_killed_mid_transfer_then_refetched(server, fast_download, tmp_
     sources = _kill_mid_download(server, tmp_path)
     assert not (tmp_path / "train" / "T91").exists()
     assert not (tmp_path / "downloads" / "SRCNN_train.zip").exists()  # never looks complete
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     _assert_t91_installed(tmp_path)
 
 
 def test_download_killed_mid_transfer_leaves_no_partial_file(server, fast_download, tmp_path):
     sources = _kill_mid_download(server, tmp_path)
-    data.fetch("t91", tmp_path, sources=sources)
+    fetch("t91", tmp_path, sources=sources)
     assert temp_leftovers(tmp_path) == []
 
 
@@ -613,7 +616,7 @@ def test_mirror_temp_of_a_killed_copy_is_cleaned_on_refetch(t91_data, tmp_path, 
     root = tmp_path / "data"
     shutil.copytree(t91_data, root)
     (root / "train" / "T91" / ".fetch.k1ll3d").write_bytes(b"half an image")
-    data.fetch("t91", root, mirror)
+    fetch("t91", root, mirror)
     assert temp_leftovers(root) == []
 
 
@@ -642,7 +645,7 @@ def test_slipping_archive_is_refused(tmp_path, kind):
                                       symlinks={"link": "../../outside"}))
     before = tree(tmp_path, exclude=tmp_path / "data")
     with pytest.raises(DataError) as err:
-        data.safe_extract(archive, dest)
+        safe_extract(archive, dest)
     msg = one_line(err.value)
     assert str(archive) in msg and "unsafe member" in msg and "delete it" in msg
     assert tree(tmp_path, exclude=tmp_path / "data") == before  # nothing outside
@@ -657,7 +660,7 @@ def test_fetch_of_a_slipping_archive_writes_nothing_outside(server, fast_downloa
     root = tmp_path / "data"
     before = tree(tmp_path, exclude=root)
     with pytest.raises(DataError) as err:
-        data.fetch("t91", root, sources=_t91_sources(url, payload))
+        fetch("t91", root, sources=_t91_sources(url, payload))
     assert "unsafe member" in one_line(err.value)
     assert tree(tmp_path, exclude=root) == before
     assert not (root / "train" / "T91").exists()

@@ -1,4 +1,4 @@
-"""Image reading rules and atomic writes (ablation.images)."""
+"""Image reading rules (ablation.images) and atomic writes (ablation.fs)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from PIL import Image
 
 from ablation import images
 from ablation.errors import DataError
+from ablation.fs import atomic_write_bytes, atomic_write_text
 from ablation.images import (
-    atomic_write_bytes,
-    atomic_write_text,
     list_images,
     read_image,
     read_image_with_alpha,
