@@ -1,15 +1,18 @@
 # sr-ablation: set-up, the study, the book and the tests.
 #   make book                 set up .venv, fetch data, run the sweep, build the book
 #   make test                 set up .venv and run the whole test suite (what CI runs)
-# Options: PROFILE=cpu|smoke|paper  SCALES=2,3,4  MIRROR=../shared/datasets (offline data)
+# Options: PROFILE=cpu|smoke|paper  TASKS=1,3  SCALES=2 (default: every task and scale)
+#          MIRROR=../shared/datasets (offline data)
 #          RESULTS=DIR (another results folder: an empty one retrains everything from scratch)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PROFILE ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1 && echo paper || echo cpu)
-SCALES ?= 2,3,4
-TASKS ?= 1-11
+SCALES ?=
+SCALES_FLAG := $(if $(SCALES),--scales $(SCALES),)
+TASKS ?=
+TASKS_FLAG := $(if $(TASKS),--tasks $(TASKS),)
 MIRROR ?= $(ABLATION_MIRROR)
 MIRROR_FLAG := $(if $(MIRROR),--mirror $(MIRROR),)
 RESULTS ?=
@@ -32,7 +35,7 @@ data: venv
 	$(BIN)/ablation data fetch 291 $(MIRROR_FLAG)
 
 sweep: data
-	$(BIN)/ablation sweep --tasks $(TASKS) --scales $(SCALES) --profile $(PROFILE) $(RESULTS_FLAG)
+	$(BIN)/ablation sweep $(TASKS_FLAG) $(SCALES_FLAG) --profile $(PROFILE) $(RESULTS_FLAG)
 
 book: sweep
 	$(BIN)/jupyter-book build . --warningiserror --keep-going

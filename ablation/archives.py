@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ablation.data import BENCHMARK_SETS
+from ablation.config import BENCHMARKS
 from ablation.errors import DataError
 from ablation.images import IMAGE_SUFFIXES
 
@@ -168,7 +168,7 @@ def _collect_benchmark(ex: Path, out: Path, parts: set[str],
                        archive: Path) -> dict[str, list[str]]:
     """benchmark.tar: ``benchmark/<set>/HR`` (and ``LR_bicubic/X<s>`` when present)."""
     files: list[str] = []
-    for set_name in BENCHMARK_SETS:
+    for set_name in BENCHMARKS:
         homes = [d for d in _dirs_named(ex, set_name) if (d / "HR").is_dir()]
         if not homes:
             raise DataError(f"{archive}: no {set_name}/HR folder inside; not the benchmark "

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
 
 if TYPE_CHECKING:
@@ -473,10 +474,12 @@ def write_toc(path: str | os.PathLike | None = None) -> bool:
 
 def placeholder_notebook(page: Page, reason: str | None = None) -> dict:
     """A page for a notebook the sweep hasn't executed (or couldn't)."""
+    from ablation.tasks import TASK_RANGE
+
     if page.task is not None:
         cmd = f"ablation sweep --tasks {page.task} --scales {page.scale} --profile cpu"
     else:
-        cmd = "ablation sweep --tasks 1-11 --profile cpu"
+        cmd = f"ablation sweep --tasks {TASK_RANGE} --profile cpu"
     text = reason or "This page has not been computed yet."
     nb = _notebook(f"placeholder-{page.name}", [
         ("markdown", f"# {page.title}\n\n```{{note}}\n{text} Run `{cmd}`, then rebuild the "
@@ -586,7 +589,5 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablation book`` on its own (for tests): the full CLI with 'book' prepended."""
-    from ablation.cli import main as cli_main
-
-    return cli_main(["book", *(sys.argv[1:] if argv is None else argv)])
+    """``ablation book`` on its own (for tests)."""
+    return subcommand_main("book", add_parser, argv)

@@ -21,9 +21,10 @@ from pathlib import Path
 import torch
 
 from ablation import __version__
+from ablation.config import SCALES
 from ablation.errors import CheckpointError, check_choice
 from ablation.fs import atomic_write_bytes
-from ablation.models import SCALES, ModelSpec, SRNet, build_model
+from ablation.models import ModelSpec, SRNet, build_model
 
 FORMAT = "sr-ablation-checkpoint-v1"
 

@@ -10,19 +10,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
+from ablation import book, sweep, upscale
+from ablation.command import int_list, run, str_list
+from ablation.config import BENCHMARKS, SCALES, TrainConfig
+from ablation.tasks import TASK_RANGE
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        msg = f"expected comma-separated integers, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
-def _strs(text: str) -> list[str]:
-    return [x.strip() for x in str(text).split(",") if x.strip()]
+SUBCOMMANDS = (sweep, upscale, book)  # modules with add_parser(subparsers)
+# TrainConfig fields with an option of their own in `ablation train` (not a config override)
+TRAIN_OWN_OPTIONS = ("profile", "seed")
+TRAIN_HELP = {
+    "perceptual_backbone": "vgg19 (default; needs its weights) or efficientnet_lite0 (offline)",
+}
 
 
 # --------------------------------------------------------------------------- data
@@ -59,15 +60,15 @@ def _model_for_eval(name: str, scale: int, args):
 def cmd_eval(args) -> int:
     import pandas as pd
 
+    from ablation.device import resolve_device
     from ablation.errors import check_choice
     from ablation.evaluate import evaluate, summarize
     from ablation.fs import atomic_write_text
-    from ablation.train import resolve_device
 
     device = resolve_device(args.device)
     frames = []
     for scale in args.scales:
-        check_choice("scale", scale, (2, 3, 4))
+        check_choice("scale", scale, SCALES)
         model, label = _model_for_eval(args.model, scale, args)
         if hasattr(model, "to") and args.model != "bicubic":
             model = model.to(device)
@@ -122,14 +123,8 @@ def cmd_tasks(args) -> int:
 def cmd_train(args) -> int:
     from ablation.runs import run_variant
 
-    overrides = {}
-    for name in ("iterations", "batch_size", "lr_patch", "learning_rate", "train_set",
-                 "device", "amp", "perceptual_backbone"):
-        value = getattr(args, name)
-        if value is not None:
-            overrides[name] = value
-    if args.compile:
-        overrides["compile"] = True
+    overrides = {f.name: getattr(args, f.name) for f in train_config_fields()
+                 if getattr(args, f.name) is not None}
     m = run_variant(args.task, args.variant, args.scale, args.profile, args.seed,
                     results_dir=args.results, data_dir=args.data_dir, retrain=args.retrain,
                     **overrides)
@@ -140,6 +135,37 @@ def cmd_train(args) -> int:
         print(f"  {set_name:9s} PSNR {s['psnr']:.2f} dB  SSIM {s['ssim']:.4f}  "
               f"({s['n_images']} images)")
     return 0
+
+
+def train_config_fields():
+    """The TrainConfig fields ``ablation train`` takes as ``--field-name`` overrides."""
+    return [f for f in fields(TrainConfig) if f.name not in TRAIN_OWN_OPTIONS]
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field, typed like the field's default; unset options keep
+    the profile's value (None), booleans get ``--x`` / ``--no-x``."""
+    for f in train_config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default
+        help_text = TRAIN_HELP.get(f.name, f"TrainConfig.{f.name} (default: the profile's)")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                                help=help_text)
+        elif isinstance(default, tuple):
+            kind = str_list if all(isinstance(v, str) for v in default) else _float_list
+            parser.add_argument(flag, type=kind, default=None, help=help_text + ", comma-separated")
+        else:
+            parser.add_argument(flag, type=type(default), default=None, help=help_text)
+
+
+def _float_list(text: str) -> tuple[float, ...]:
+    """argparse type: '0.9,0.999' -> (0.9, 0.999)."""
+    try:
+        return tuple(float(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") \
+            from None
 
 
 # --------------------------------------------------------------------------- parser
@@ -156,16 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--data-dir", default=None, help="default: $ABLATION_DATA or ./data")
     f.add_argument("--mirror", default=None,
                    help="local folder laid out like shared/datasets (or $ABLATION_MIRROR)")
-    f.add_argument("--lr-scales", type=_ints, default=None,
+    f.add_argument("--lr-scales", type=int_list, default=None,
                    help="DIV2K: also fetch the official LR bicubic files for these scales")
     f.set_defaults(func=cmd_data_fetch)
 
     e = sub.add_parser("eval", help="score a model on benchmark sets (PSNR/SSIM on Y)")
     e.add_argument("--model", default="bicubic",
                    help="bicubic, TASK/VARIANT (e.g. task4/baseline) or a checkpoint .pt")
-    e.add_argument("--sets", type=_strs, default=["Set5", "Set14", "B100", "Urban100"],
+    e.add_argument("--sets", type=str_list, default=list(BENCHMARKS),
                    help="benchmark names or folders of HR images")
-    e.add_argument("--scales", type=_ints, default=[2, 3, 4])
+    e.add_argument("--scales", type=int_list, default=list(SCALES))
     e.add_argument("--data-dir", default=None)
     e.add_argument("--results", default=None, help="results folder for TASK/VARIANT models")
     e.add_argument("--profile", default="cpu")
@@ -182,46 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tasks)
 
     tr = sub.add_parser("train", help="train and evaluate one variant (reuses finished runs)")
-    tr.add_argument("--task", type=int, required=True, help="1-11, or 0 for reference models")
+    tr.add_argument("--task", type=int, required=True,
+                    help=f"{TASK_RANGE}, or 0 for reference models")
     tr.add_argument("--variant", required=True)
     tr.add_argument("--scale", type=int, default=2)
     tr.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--iterations", type=int, default=None)
-    tr.add_argument("--batch-size", type=int, default=None)
-    tr.add_argument("--lr-patch", type=int, default=None)
-    tr.add_argument("--learning-rate", type=float, default=None)
-    tr.add_argument("--train-set", default=None)
-    tr.add_argument("--device", default=None)
-    tr.add_argument("--amp", default=None)
-    tr.add_argument("--perceptual-backbone", default=None,
-                    help="vgg19 (default; needs its weights) or efficientnet_lite0 (offline)")
-    tr.add_argument("--compile", action="store_true")
+    add_config_options(tr)
     tr.add_argument("--retrain", action="store_true", help="ignore a finished run")
     tr.add_argument("--results", default=None)
     tr.add_argument("--data-dir", default=None)
     tr.set_defaults(func=cmd_train)
 
-    for module in ("sweep", "upscale", "book"):
-        try:
-            mod = __import__(f"ablation.{module}", fromlist=["add_parser"])
-        except ImportError:
-            continue
-        if hasattr(mod, "add_parser"):
-            mod.add_parser(sub)
+    for module in SUBCOMMANDS:
+        module.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ablation.errors import AblationError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except AblationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
-        return 130
+    return run(build_parser(), argv)

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from ablation.errors import ConfigError, check_choice
 
-BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")
+SCALES = (2, 3, 4)  # the upscaling factors every net, task and command supports
+BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")  # the benchmark sets, in table order
 
 
 @dataclass(frozen=True)

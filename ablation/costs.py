@@ -17,8 +17,13 @@ import torch
 from ablation.models import build_model, count_params, flops_per_output_pixel
 from ablation.tasks import all_variants
 
-FRAME_720P = (1280, 720)
+FRAME_720P = (1280, 720)  # output width, height of the FLOPs-per-frame columns
 LATENCY_FRAME = (320, 180)  # output width, height for the latency column
+
+
+def frame_flops(flops_per_pixel: float, frame: tuple[int, int] = FRAME_720P) -> float:
+    """FLOPs to produce one ``frame`` (W, H) output from FLOPs per output pixel."""
+    return flops_per_pixel * frame[0] * frame[1]
 
 
 @torch.inference_mode()
@@ -45,7 +50,7 @@ def cost_table(latency: bool = True) -> pd.DataFrame:
         fpp = flops_per_output_pixel(variant.spec, scale)
         row = dict(task=task.number, variant=variant.name, scale=scale,
                    params=count_params(variant.spec, scale), flops_per_pixel=fpp,
-                   gflops_1280x720=fpp * FRAME_720P[0] * FRAME_720P[1] / 1e9,
+                   gflops_1280x720=frame_flops(fpp) / 1e9,
                    n_convs=variant.spec.n_convs, loss=variant.loss,
                    spec=variant.spec.to_dict())
         if latency:

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablation import paths
+from ablation.config import BENCHMARKS
 from ablation.errors import DataError
 from ablation.fs import atomic_write_text
 from ablation.images import IMAGE_SUFFIXES, list_images
 
-BENCHMARK_SETS = ("Set5", "Set14", "B100", "Urban100")
 MANIFEST = "SHA256SUMS"
 
 
@@ -188,7 +188,7 @@ def benchmark_hr_files(set_name_or_path: str, data_dir: PathLike = None) -> list
 
     A named set is checked against the benchmark manifest first, so a partly deleted set fails
     loudly instead of being scored on fewer images."""
-    if set_name_or_path in BENCHMARK_SETS:
+    if set_name_or_path in BENCHMARKS:
         root = paths.data_dir(data_dir) / "benchmark"
         files = verify_folder(root, fix_command("benchmark"))
         wanted = [f for f in files if f.parent.name == "HR"
@@ -202,7 +202,7 @@ def benchmark_hr_files(set_name_or_path: str, data_dir: PathLike = None) -> list
     if folder.is_dir():
         return list_images(folder)
     raise DataError(
-        f"{set_name_or_path}: not a benchmark set ({', '.join(BENCHMARK_SETS)}) nor a folder "
+        f"{set_name_or_path}: not a benchmark set ({', '.join(BENCHMARKS)}) nor a folder "
         "of images; give one of those"
     )
 

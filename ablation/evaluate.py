@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from ablation import data
+from ablation.config import BENCHMARKS
 from ablation.degradation import bicubic_down, bicubic_up, modcrop, quantize
 from ablation.images import read_image, save_png
 from ablation.metrics import psnr_ssim
@@ -94,7 +95,7 @@ def evaluate(
     rows = []
     for set_name in sets:
         files = data.benchmark_hr_files(set_name, data_dir)
-        label = set_name if set_name in data.BENCHMARK_SETS else Path(set_name).name
+        label = set_name if set_name in BENCHMARKS else Path(set_name).name
         it = files
         if progress:
             from tqdm.auto import tqdm

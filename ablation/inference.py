@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from ablation.device import resolve_device
 from ablation.errors import ConfigError
 from ablation.evaluate import Bicubic
 from ablation.models import ModelSpec
@@ -78,23 +79,6 @@ def param_device(model) -> torch.device | None:
         for p in model.parameters():
             return p.device
     return None
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """'auto' / None -> cuda if available else cpu; otherwise ``torch.device(device)``.
-
-    Raises ConfigError for a device this machine does not have.
-    """
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available here; "
-                          "use --device cpu (or auto)")
-    return dev
 
 
 # --------------------------------------------------------------------------- tiling
@@ -263,6 +247,6 @@ class Enhanced(torch.nn.Module):
 
 
 __all__ = [
-    "Enhanced", "auto_overlap", "iter_sr_tiles", "receptive_radius", "resolve_device",
-    "run_tile", "super_resolve", "tile_grid",
+    "Enhanced", "auto_overlap", "iter_sr_tiles", "receptive_radius", "run_tile",
+    "super_resolve", "tile_grid",
 ]

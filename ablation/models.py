@@ -24,6 +24,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ablation.config import SCALES
 from ablation.degradation import bicubic_up
 from ablation.errors import ConfigError, check_choice
 
@@ -33,7 +34,6 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 InputStyle = Literal["lr", "bicubic"]
 BlockType = Literal["conv", "conv_bn", "res", "rcab"]
 ActType = Literal["relu", "lrelu", "prelu"]
-SCALES = (2, 3, 4)
 
 
 # --------------------------------------------------------------------------- blocks

@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 
 from ablation import results as results_mod
-from ablation.config import config_hash, make_config
+from ablation.config import SCALES, config_hash, make_config
+from ablation.costs import frame_flops
+from ablation.device import resolve_device
 from ablation.errors import AblationError, check_choice
 from ablation.evaluate import Bicubic, evaluate, summarize
 from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
-from ablation.models import SCALES, count_params, flops_per_output_pixel
+from ablation.models import count_params, flops_per_output_pixel
 from ablation.tasks import get_task
-from ablation.train import RunResult, data_fingerprint, resolve_device, split_files, train
-
-FLOPS_FRAME = (1280, 720)  # the cost table's reference output size
+from ablation.train import RunResult, data_fingerprint, split_files, train
 
 
 class RunLocked(AblationError):
@@ -108,7 +108,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             perceptual_backbone=config.perceptual_backbone if info["loss"] == "perceptual"
             else None,
             flops_per_pixel=info["flops_per_pixel"],
-            flops_1280x720=info["flops_per_pixel"] * FLOPS_FRAME[0] * FLOPS_FRAME[1],
+            flops_1280x720=frame_flops(info["flops_per_pixel"]),
             iterations=config.iterations if not is_bicubic else 0,
             train_seconds=info["train_seconds"],
             eval_seconds=info.get("eval_seconds", time.perf_counter() - t0),

@@ -41,11 +41,12 @@ from ablation.book import (
     source_notebook,
     task_pages,
 )
+from ablation.command import int_list, subcommand_main
+from ablation.config import PROFILE_NAMES, SCALES
 from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
+from ablation.tasks import TASK_RANGE, TASKS, parse_tasks
 
-SCALES = (2, 3, 4)
-PROFILES = ("smoke", "cpu", "paper")
 TMP_DIR = ".sweep-tmp"
 # the kernel's own start-up chatter (e.g. "running over TCP without encryption" on a local
 # connection, "KeyboardInterrupt caught" at shutdown) would interleave with the progress bar;
@@ -103,7 +104,6 @@ class Settings:
 def plan(s: Settings) -> list[Job]:
     """Every page the sweep owns, in execution order."""
     from ablation.report import planned_runs
-    from ablation.tasks import TASKS
 
     common = dict(profile=s.profile, seeds=list(s.seeds), data_dir=s.data_dir,
                   results_dir=str(s.results_dir), device=s.device, iterations=s.iterations,
@@ -464,13 +464,6 @@ def dry_run(s: Settings) -> str:
 # --------------------------------------------------------------------------- command line
 
 
-def _int_list(text: str) -> list[int]:
-    """argparse type: '0,1,2' -> [0, 1, 2] (the CLI's parser)."""
-    from ablation.cli import _ints
-
-    return _ints(text)
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """``ablation sweep``: register the subcommand (``func=run``)."""
     p = subparsers.add_parser(
@@ -478,11 +471,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Runs each task notebook with papermill once per scale into the book "
                     "folder, then the method, results and conclusion pages; finished pages and "
                     "runs are reused.")
-    p.add_argument("--tasks", default="1-11", help="e.g. 1-11 or 1,3,5 (default 1-11)")
-    p.add_argument("--scales", type=_int_list, default=list(SCALES),
+    p.add_argument("--tasks", default=TASK_RANGE,
+                   help=f"e.g. {TASK_RANGE} or 1,3,5 (default {TASK_RANGE})")
+    p.add_argument("--scales", type=int_list, default=list(SCALES),
                    help="comma-separated; only the scales a task defines run (default 2,3,4)")
     p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
-    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated (default 0)")
+    p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated (default 0)")
     p.add_argument("--jobs", type=int, default=1,
                    help="notebooks in parallel (one GPU each when there are several)")
     p.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
@@ -505,14 +499,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def settings_from_args(args) -> Settings:
     """Validate the command line into :class:`Settings`."""
-    from ablation.tasks import TASKS, parse_tasks
-
     tasks = parse_tasks(args.tasks)
     for n in tasks:
         check_choice("task", n, list(TASKS))
     for sc in args.scales:
         check_choice("scale", sc, SCALES)
-    check_choice("profile", args.profile, PROFILES)
+    check_choice("profile", args.profile, PROFILE_NAMES)
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
@@ -544,10 +536,8 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablation sweep`` on its own (for tests): the full CLI with 'sweep' prepended."""
-    from ablation.cli import main as cli_main
-
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    """``ablation sweep`` on its own (for tests)."""
+    return subcommand_main("sweep", add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,9 @@ REFERENCE = Task(0, "reference", "Reference models",
                  scales=(2, 3, 4))
 
 
+TASK_RANGE = f"{min(TASKS)}-{max(TASKS)}"  # every task, as ``--tasks`` takes it ("1-11")
+
+
 def get_task(number: int) -> Task:
     if number == 0:
         return REFERENCE

@@ -32,15 +32,16 @@ import torch
 from ablation import __version__, data, paths
 from ablation.cache import load_decoded
 from ablation.checkpoint import save_checkpoint, unwrap
-from ablation.config import TrainConfig, config_hash, make_config
+from ablation.config import SCALES, TrainConfig, config_hash, make_config
 from ablation.degradation import bicubic_down, modcrop, quantize
+from ablation.device import resolve_device
 from ablation.errors import AblationError, CheckpointError, check_choice
 from ablation.fs import atomic_write_bytes, atomic_write_text
 from ablation.hostmem import reuse_freed_memory
 from ablation.images import read_image
 from ablation.losses import make_loss
 from ablation.metrics import psnr
-from ablation.models import SCALES, ModelSpec, SRNet, build_model
+from ablation.models import ModelSpec, SRNet, build_model
 from ablation.sampler import PatchSampler
 from ablation.tasks import LOSSES, Variant
 
@@ -67,12 +68,6 @@ class RunResult:
 
 
 # --------------------------------------------------------------------------- device
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:

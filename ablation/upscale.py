@@ -32,11 +32,14 @@ from tqdm import tqdm
 
 from ablation import paths, results
 from ablation.checkpoint import load_model
+from ablation.command import subcommand_main
+from ablation.config import PROFILE_NAMES, SCALES
 from ablation.degradation import quantize
+from ablation.device import resolve_device
 from ablation.errors import AblationError, ConfigError, DataError
 from ablation.evaluate import Bicubic
 from ablation.images import IMAGE_SUFFIXES, list_images, read_image_with_alpha, save_png
-from ablation.inference import iter_sr_tiles, resolve_device
+from ablation.inference import iter_sr_tiles
 
 DEFAULT_TILE = 512
 DEFAULT_OUT = "upscaled"
@@ -339,14 +342,12 @@ def summary(records: Sequence[UpscaleRecord], out_dir: str | Path) -> str:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``upscale`` subcommand to an argparse ``subparsers`` object (``func=run``)."""
-    from ablation.config import PROFILE_NAMES
-
     p = subparsers.add_parser(
         "upscale", help="super-resolve your own images with a trained model",
         description="Super-resolve image files and folders with a trained model (default: the "
                     "best finished run at --scale), a checkpoint file, or bicubic.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), default=2, help="factor (default 2)")
+    p.add_argument("--scale", type=int, choices=SCALES, default=2, help="factor (default 2)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--model", default=None,
                      help="TASK/VARIANT (e.g. task4/baseline), 'best' (default) or 'bicubic'")
@@ -386,10 +387,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablation upscale`` on its own (for tests): the full CLI with 'upscale' prepended."""
-    from ablation.cli import main as cli_main
-
-    return cli_main(["upscale", *(sys.argv[1:] if argv is None else argv)])
+    """``ablation upscale`` on its own (for tests)."""
+    return subcommand_main("upscale", add_parser, argv)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ from torch.utils.data import DataLoader, Dataset
 from ablation import paths
 from ablation.cache import load_decoded
 from ablation.config import make_config
+from ablation.device import resolve_device
 from ablation.fetch import fetch
 from ablation.hostmem import reuse_freed_memory
 from ablation.losses import make_loss
 from ablation.models import build_model, flops_per_output_pixel
 from ablation.sampler import PatchSampler
 from ablation.tasks import BASELINE, EDSR_BASELINE
-from ablation.train import drop_small_images, resolve_device, split_files, train_step
+from ablation.train import drop_small_images, split_files, train_step
 
 BATCH, LR_PATCH, SCALE = 16, 48, 2
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from ablation import data, download
 from ablation.archives import safe_extract
+from ablation.config import BENCHMARKS
 from ablation.data import Source
 from ablation.errors import ConfigError, DataError
 from ablation.fetch import fetch
@@ -154,7 +155,7 @@ def _t91_zip() -> tuple[bytes, dict[str, np.ndarray]]:
 
 def _benchmark_tar() -> bytes:
     members: dict[str, bytes] = {}
-    for i, set_name in enumerate(data.BENCHMARK_SETS):
+    for i, set_name in enumerate(BENCHMARKS):
         for j in range(2):
             members[f"benchmark/{set_name}/HR/im{j}.png"] = _encoded(_image(10 * i + j), "PNG")
     members["benchmark/Set5/LR_bicubic/X2/im0x2.png"] = _encoded(_image(99, (6, 5)), "PNG")

@@ -1,0 +1,50 @@
+"""What every ``ablation`` sub-command shares: list-valued option types and how a command runs.
+
+A user-facing failure (:class:`~ablation.errors.AblationError`) is printed as one line
+(``error: ...``) with exit code 2, an interrupt as one line with 130; nothing is parsed at
+import time. The sub-command modules (``sweep``, ``upscale``, ``book``) each define
+``add_parser(subparsers)`` and a ``main(argv)`` built on :func:`subcommand_main`, so none of
+them imports the CLI that imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ablation.errors import AblationError
+
+
+def int_list(text: str) -> list[int]:
+    """argparse type: '0,1,2' -> [0, 1, 2]."""
+    try:
+        return [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        msg = f"expected comma-separated integers, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def str_list(text: str) -> list[str]:
+    """argparse type: 'Set5, Set14' -> ['Set5', 'Set14']."""
+    return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run the chosen command (``args.func``); returns the exit code."""
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except AblationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+def subcommand_main(name: str, add_parser: Callable, argv: Sequence[str] | None) -> int:
+    """``ablation <name> ...`` with only that sub-command registered (its tests call this)."""
+    parser = argparse.ArgumentParser(prog="ablation")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser, [name, *(sys.argv[1:] if argv is None else argv)])
