@@ -45,6 +45,7 @@ from ablation.command import int_list, subcommand_main
 from ablation.config import PROFILE_NAMES, SCALES
 from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
+from ablation.planning import planned_runs
 from ablation.tasks import TASK_RANGE, TASKS, parse_tasks
 
 TMP_DIR = ".sweep-tmp"
@@ -103,8 +104,6 @@ class Settings:
 
 def plan(s: Settings) -> list[Job]:
     """Every page the sweep owns, in execution order."""
-    from ablation.report import planned_runs
-
     common = dict(profile=s.profile, seeds=list(s.seeds), data_dir=s.data_dir,
                   results_dir=str(s.results_dir), device=s.device, iterations=s.iterations,
                   retrain=False)

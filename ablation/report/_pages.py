@@ -1,0 +1,201 @@
+"""One call per notebook section: the task pages (results table, curves, visual comparison,
+conclusion), the results page (study table, compute, cost figure), the conclusion page and
+the method page. Each call reads ``results/<profile>``, builds its table or figure with the
+modules beside it and returns something the notebook displays."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ablation import results as results_mod
+from ablation.planning import BICUBIC, planned_runs
+from ablation.tasks import TASKS
+
+from ._figures import FigureFiles, comparison_figure, curves_figure, new_figure, save_figure
+from ._html import (
+    SMOKE_WARNING,
+    Html,
+    esc,
+    profile_banner,
+    render_study_table,
+    render_task_table,
+    smoke_note,
+)
+from ._probes import CROP_HR, body_gains, comparison_panels, pick_images
+from ._prose import NOISE_EXPLAINED, _overall_html, conclusion_text, noise_band_text
+from ._running import TaskRuns
+from ._tables import (
+    aggregate_seeds,
+    final_losses,
+    load_histories,
+    load_runs,
+    noise_bands,
+    ordered_sets,
+    profiles_table,
+    study_table,
+    task_table,
+)
+
+
+def results_table(runs: TaskRuns) -> Html:
+    """The task's results table for a :class:`TaskRuns` (one call in the notebook)."""
+    table = task_table(runs.planned, load_runs(runs.profile, runs.results_dir), runs.profile,
+                       runs.status())
+    return render_task_table(table, runs.profile)
+
+
+def training_curves(runs: TaskRuns) -> FigureFiles:
+    """One curves figure per scale of the page, saved and shown."""
+    pngs, svgs = [], []
+    for scale in runs.scales:
+        planned = [p for p in runs.planned if p.scale == scale]
+        hist = load_histories(planned, runs.profile, runs.results_dir)
+        title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}: training "
+                 f"(profile {runs.profile}; validation = held-out training images)")
+        fig = curves_figure(hist, title)
+        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-curves", runs.profile,
+                               runs.results_dir)
+        pngs.append(png)
+        svgs.append(svg)
+    return FigureFiles(pngs, svgs, "Loss per logged step; one line per model and seed.")
+
+
+def visual_comparison(runs: TaskRuns, images: Sequence[Path] | None = None) -> FigureFiles:
+    """Zoomed crops of a few benchmark images: HR, bicubic and every model, PSNR per panel."""
+    images = list(images) if images is not None else pick_images(runs.profile, runs.data_dir)
+    pngs, svgs = [], []
+    for scale in runs.scales:
+        rows = comparison_panels(runs.planned, scale, runs.profile, runs.results_dir,
+                                 runs.data_dir, images)
+        title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}, profile "
+                 f"{runs.profile}: the {CROP_HR}-pixel crop where bicubic errs most "
+                 "(PSNR of the crop, Y channel)")
+        fig = comparison_figure(rows, title)
+        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-visual", runs.profile,
+                               runs.results_dir)
+        pngs.append(png)
+        svgs.append(svg)
+    return FigureFiles(pngs, svgs, "Nearest-neighbour zoom; seed 0 of each model.")
+
+
+def conclusion(runs: TaskRuns) -> Html:
+    """The task page's conclusion, computed from the results folder."""
+    all_runs = load_runs(runs.profile, runs.results_dir)
+    table = task_table(runs.planned, all_runs, runs.profile, runs.status())
+    losses = final_losses(runs.planned, runs.profile, runs.results_dir)
+    gains = body_gains(runs.planned, runs.profile, runs.results_dir)
+    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs), losses, gains)
+    items = "".join(f"<li>{line}</li>" for line in lines)
+    return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
+                f" (profile <code>{esc(runs.profile)}</code>). {NOISE_EXPLAINED}</p>"
+                f"<ul>{items}</ul></div>", "\n".join(lines))
+
+
+def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2, 3, 4),
+                  seeds: Iterable[int] | None = None) -> Html:
+    """The full-study table of the results page (one call in the notebook), followed by the
+    seed-noise band every difference in it is read against."""
+    table = render_study_table(study_table(profile, results_dir, scales, seeds), profile)
+    band = noise_band_text(noise_bands(load_runs(profile, results_dir)))
+    return Html(table.html + f"<p>{band}</p>", table.text + "\n" + band)
+
+
+def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | None = None,
+                seeds: Iterable[int] | None = None) -> FigureFiles:
+    """PSNR against GFLOPs at 1280x720 for every finished run at ``scale`` (log x)."""
+    runs = load_runs(profile, results_dir)
+    if seeds is not None and not runs.empty:
+        runs = runs[runs.seed.isin({int(s) for s in seeds}) | (runs.variant == BICUBIC)]
+    agg = aggregate_seeds(runs)
+    agg = agg[(agg.scale == scale) & (agg.variant != BICUBIC)] if not agg.empty else agg
+    set_name = set_name or (ordered_sets(agg.set)[0] if not agg.empty else "Set5")
+    sub = agg[agg.set == set_name] if not agg.empty else agg
+    fig = new_figure(7, 4.2)
+    ax = fig.subplots()
+    for i, (_, r) in enumerate(sub.iterrows()):
+        ax.scatter(max(r.gflops_720p, 1e-3), r.psnr, color=f"C{i % 10}")
+        ax.annotate(f"{int(r.task)}: {r.variant}", (max(r.gflops_720p, 1e-3), r.psnr),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    bic = runs[(runs.variant == BICUBIC) & (runs.scale == scale) & (runs.set == set_name)] \
+        if not runs.empty else runs
+    if len(bic):
+        ax.axhline(float(bic.psnr.mean()), color="gray", ls="--", lw=1, label="bicubic")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", xlabel="GFLOPs per 1280x720 output frame",
+           ylabel=f"{set_name} PSNR (dB)")
+    if sub.empty:
+        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(f"{smoke_note(profile)}Cost against quality at x{scale} (profile {profile})",
+                 fontsize=9)
+    png, svg = save_figure(fig, f"study-x{scale}-cost", profile, results_dir)
+    return FigureFiles([png], [svg], "Each point: mean over seeds of one variant.")
+
+
+def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2,),
+                     seeds: Iterable[int] | None = None) -> Html:
+    """Every task's computed conclusion, plus where the best small net stands against bicubic
+    and EDSR-baseline (all from ``results/<profile>``)."""
+    runs = load_runs(profile, results_dir)
+    bands = noise_bands(runs)
+    seeds = sorted({int(s) for s in seeds}) if seeds is not None else \
+        (sorted(int(s) for s in runs.seed.unique()) if not runs.empty else [0])
+    blocks = [profile_banner(profile).html, f"<p>{NOISE_EXPLAINED}</p>",
+              _overall_html(runs, profile, scales, seeds)]
+    for t in TASKS.values():
+        sc = [s for s in t.scales if s in set(int(x) for x in scales)]
+        if not sc:
+            continue
+        planned = planned_runs(t.number, sc, seeds, (), profile)
+        table = task_table(planned, runs, profile)
+        lines = conclusion_text(t.number, table, profile, bands,
+                                final_losses(planned, profile, results_dir),
+                                body_gains(planned, profile, results_dir))
+        lines = [line for line in lines if SMOKE_WARNING not in line]
+        items = "".join(f"<li>{line}</li>" for line in lines)
+        blocks.append(f"<h3>Task {t.number}: {esc(t.title)}</h3><p><i>{esc(t.question)}</i></p>"
+                      f"<ul>{items}</ul>")
+    return Html("".join(blocks), f"conclusions for profile {profile}")
+
+
+def method_profiles(profile: str = "cpu") -> Html:
+    """The profiles table with the page's profile highlighted."""
+    table = profiles_table().T
+    head = "".join(f"<th>{esc(p)}{' (this book)' if p == profile else ''}</th>"
+                   for p in table.columns)
+    body = "".join(f"<tr><th>{esc(k)}</th>" + "".join(f"<td>{esc(v)}</td>" for v in r) + "</tr>"
+                   for k, r in table.iterrows())
+    return Html(profile_banner(profile).html +
+                f'<table class="ablation-profiles"><thead><tr><th></th>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table>", table.to_string())
+
+
+def compute_table(profile: str = "cpu", results_dir=None) -> Html:
+    """Wall time of every finished run (training and evaluation) and the study's total, read
+    from each run's metrics.json: what the study cost on the machine that ran it."""
+    rows = []
+    for m in results_mod.iter_metrics(profile, results_dir):
+        rows.append(dict(task=m.get("task"), variant=m.get("variant"), scale=m.get("scale"),
+                         seed=m.get("seed"), device=m.get("device", ""),
+                         train_min=(m.get("train_seconds") or 0.0) / 60,
+                         eval_min=(m.get("eval_seconds") or 0.0) / 60))
+    table = pd.DataFrame(rows, columns=["task", "variant", "scale", "seed", "device",
+                                        "train_min", "eval_min"])
+    if table.empty:
+        return Html(profile_banner(profile).html + "<p>No finished runs yet.</p>", "no runs")
+    table = table.sort_values(["task", "variant", "scale", "seed"])
+    total_h = (table.train_min.sum() + table.eval_min.sum()) / 60
+    body = "".join(
+        f"<tr><td>{r.task}</td><td>{esc(str(r.variant))}</td><td>x{r.scale}</td>"
+        f"<td>{r.seed}</td><td>{esc(str(r.device))}</td><td>{r.train_min:.1f}</td>"
+        f"<td>{r.eval_min:.1f}</td></tr>" for r in table.itertuples())
+    summary = (f"<p><b>{len(table)} runs, {total_h:.2f} hours of wall time in total</b> "
+               f"(training {table.train_min.sum() / 60:.2f} h, evaluation on the benchmarks "
+               f"{table.eval_min.sum() / 60:.2f} h), on the devices listed.</p>")
+    html = (profile_banner(profile).html + summary +
+            '<table class="ablation-compute"><thead><tr><th>task</th><th>variant</th>'
+            "<th>scale</th><th>seed</th><th>device</th><th>train (min)</th>"
+            f"<th>eval (min)</th></tr></thead><tbody>{body}</tbody></table>")
+    return Html(html, table.to_string(index=False) + f"\ntotal: {total_h:.2f} h")
