@@ -1,11 +1,11 @@
 """The package's own import graph, read from the source (nothing is imported).
 
 Two users: the sweep's page digest (a page is stale when any package module it runs changed:
-:func:`closure` of the modules its notebook imports) and the test that keeps the package free
-of import cycles (:func:`cycles`). Every ``import``/``from ... import`` of a module of the
-package counts, at module level or inside a function (an import deferred into a function is
-still a dependency, and two modules that defer imports of each other are still a cycle);
-imports under ``if TYPE_CHECKING:`` do not (they never run).
+the :func:`closure` of what its notebook's code imports, :func:`imports_in_code`) and the
+test that keeps the package free of import cycles (:func:`cycles`). Every ``import`` or
+``from ... import`` of a module of the package counts, at module level or inside a function
+(an import deferred into a function is still a dependency, and two modules that defer imports
+of each other are still a cycle); imports under ``if TYPE_CHECKING:`` do not (never run).
 """
 
 from __future__ import annotations
@@ -57,8 +57,19 @@ def _import_nodes(tree: ast.AST) -> Iterable[ast.Import | ast.ImportFrom]:
 def imports_of(name: str, known: dict[str, Path]) -> set[str]:
     """The package modules that module ``name`` imports (anywhere in its code)."""
     path = known[name]
-    is_pkg = path.name == "__init__.py"
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return _targets(tree, name, path.name == "__init__.py", known) - {name}
+
+
+def imports_in_code(source: str, known: dict[str, Path] | None = None) -> set[str]:
+    """The package modules a piece of code (e.g. a notebook's cells) imports. IPython lines
+    (``%magic``, ``!shell``) are skipped; code that still doesn't parse raises SyntaxError."""
+    known = modules() if known is None else known
+    lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
+    return _targets(ast.parse("\n".join(lines)), "__main__", False, known)
+
+
+def _targets(tree: ast.AST, name: str, is_pkg: bool, known: dict[str, Path]) -> set[str]:
     found: set[str] = set()
     for node in _import_nodes(tree):
         if isinstance(node, ast.Import):
@@ -75,7 +86,7 @@ def imports_of(name: str, known: dict[str, Path]) -> set[str]:
         for target in targets:
             while target and target not in known:  # `import ablation.x.y` -> nearest module
                 target = target.rpartition(".")[0]
-            if target and target != name and target != PACKAGE:
+            if target and target != PACKAGE:
                 found.add(target)
     return found
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablation import paths
+from ablation import modgraph, paths
 from ablation.book import (
     CONCLUSION,
     METHOD,
@@ -152,13 +152,26 @@ def results_digest(results_root: Path) -> str:
 
 def source_digest(nb: Any) -> str:
     """Digest of what a page shows apart from the runs: its notebook's cells (type and source,
-    not metadata or outputs) and the code that renders them (ablation/report.py)."""
-    import ablation.report
-
+    not metadata or outputs) and every package module the page runs (what its code cells
+    import, and everything that imports in turn: models, evaluate, inference, ...)."""
     cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
     h = hashlib.sha256(json.dumps(cells).encode())
-    h.update(Path(ablation.report.__file__).read_bytes())
+    for path in page_sources(nb):
+        h.update(path.relative_to(modgraph.package_dir()).as_posix().encode())
+        h.update(path.read_bytes())
     return h.hexdigest()[:16]
+
+
+def page_sources(nb: Any) -> list[Path]:
+    """The package's source files a page runs (all of them if its code doesn't parse)."""
+    known = modgraph.modules()
+    code = "\n".join(c.get("source", "") for c in nb.get("cells", [])
+                     if c.get("cell_type") == "code")
+    try:
+        roots = modgraph.imports_in_code(code, known)
+    except SyntaxError:
+        roots = set(known)
+    return modgraph.source_files(modgraph.closure(roots, modgraph.graph()))
 
 
 def read_stamp(job: Job) -> dict | None:

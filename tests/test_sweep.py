@@ -180,3 +180,24 @@ def _parse(argv):
     parser = argparse.ArgumentParser()
     sweep.add_parser(parser.add_subparsers(dest="command"))
     return parser.parse_args(["sweep", *argv])
+
+
+def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeypatch):
+    import shutil
+
+    from ablation import modgraph
+
+    pkg = tmp_path / "ablation"
+    shutil.copytree(modgraph.package_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(modgraph, "package_dir", lambda: pkg)
+    nb = book.source_notebook(book.task_pages([4], [2])[0])
+    runs = {p.relative_to(pkg).as_posix() for p in sweep.page_sources(nb)}
+    # the report and what it runs underneath (training, the nets, evaluation, inference)
+    assert {"report/_pages.py", "runs.py", "train.py", "models.py", "evaluate.py",
+            "inference.py", "book.py"} <= runs
+    assert not {"sweep.py", "cli.py", "upscale.py", "download.py"} & runs  # not run by a page
+    before = sweep.source_digest(nb)
+    (pkg / "sweep.py").write_text((pkg / "sweep.py").read_text() + "\n# not on the page\n")
+    assert sweep.source_digest(nb) == before
+    (pkg / "models.py").write_text((pkg / "models.py").read_text() + "\n# changes the nets\n")
+    assert sweep.source_digest(nb) != before
