@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ablation.config import BENCHMARKS
-from ablation.planning import BICUBIC
+from ablation.tasks import BICUBIC
 
 # The original study's README table (authierj/EDSR-PyTorch), PSNR in dB on Y; see
 # shared/reference/original-study.md. Keys: (task, our variant name, scale).
@@ -98,7 +98,7 @@ PUBLISHED: tuple[Published, ...] = (
 def original_psnr(task: int, variant: str, scale: int) -> dict[str, float] | None:
     """The original study's PSNR per set for a run (its README table; bicubic: the published
     bicubic row it compared against), or None."""
-    if variant == BICUBIC:
+    if variant == BICUBIC.name:
         pub = [p for p in PUBLISHED if p.method == "Bicubic" and p.scale == scale]
         return {s: v[0] for s, v in pub[0].sets.items()} if pub else None
     return ORIGINAL_README.get((task, variant, scale))

@@ -17,7 +17,6 @@ from pathlib import Path
 from ablation import results as results_mod
 from ablation.tasks import REFERENCE, TASKS, get_task
 
-BICUBIC = "bicubic"
 NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
 NOISE_SEEDS = (0, 1, 2)  # the noise run always gets these seeds at NOISE_SCALE
 NOISE_SCALE = 2
@@ -26,7 +25,7 @@ NOISE_RUN_NAME = f"task-{NOISE_RUN[0]} {NOISE_RUN[1]}"  # how pages name it
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One run a page needs: a task variant, a compared baseline, or the bicubic reference."""
+    """One run a page needs: a task variant, a compared baseline, or a reference."""
 
     task: int
     variant: str
@@ -41,6 +40,11 @@ class PlannedRun:
         """'task04/baseline/x2/seed0': the run's folder under results/<profile>."""
         return f"task{self.task:02d}/{self.variant}/x{self.scale}/seed{self.seed}"
 
+    @property
+    def trainable(self) -> bool:
+        """False for the computed reference (bicubic): no history, no checkpoint."""
+        return get_task(self.task).variant(self.variant).trainable
+
     def run_dir(self, profile: str, results_dir=None) -> Path:
         """The run's folder."""
         return results_mod.run_dir(profile, self.task, self.variant, self.scale, self.seed,
@@ -49,8 +53,6 @@ class PlannedRun:
 
 def skip_reason(task: int, variant: str, profile: str) -> str:
     """Why a variant isn't run under ``profile`` ('' when it is)."""
-    if variant == BICUBIC:
-        return ""
     v = get_task(task).variant(variant)
     if not v.cpu and profile != "paper":
         return "needs a GPU (paper profile)"
@@ -60,10 +62,11 @@ def skip_reason(task: int, variant: str, profile: str) -> str:
 def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
                  variants: Sequence[str] = (), profile: str = "cpu",
                  reference: bool = True) -> list[PlannedRun]:
-    """The runs a task page shows, in display order: bicubic, baselines, then the variants.
+    """The runs a task page shows, in display order: the computed reference (bicubic), the
+    baselines, then the variants.
 
-    ``variants`` (names) limits the task's own variants (empty = all). Bicubic is
-    deterministic, so it runs once per scale (seed 0).
+    ``variants`` (names) limits the task's own variants (empty = all). The computed reference
+    is deterministic, so it runs once per scale (seed 0).
     """
     t = get_task(task)
     scales, seeds = [int(s) for s in scales], [int(s) for s in seeds] or [0]
@@ -71,7 +74,9 @@ def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
     out: list[PlannedRun] = []
     for scale in scales:
         if reference:
-            out.append(PlannedRun(0, BICUBIC, "bicubic (MATLAB)", scale, 0, "reference"))
+            out += [PlannedRun(REFERENCE.number, v.name, v.label, scale, seed, "reference")
+                    for v in REFERENCE.computed
+                    for seed in run_seeds(REFERENCE.number, v.name, scale, seeds)]
         for bt, bv in t.compare_to:
             label = get_task(bt).variant(bv).label
             out += [PlannedRun(bt, bv, label, scale, seed, "baseline",
@@ -85,7 +90,10 @@ def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
 
 def run_seeds(task: int, variant: str, scale: int, seeds: list[int]) -> list[int]:
     """The seeds to run: ``seeds``, plus NOISE_SEEDS for the noise run (task-4 baseline at x2),
-    so every build has the seed-noise band that the comparisons are read against."""
+    so every build has the seed-noise band that the comparisons are read against; seed 0 only
+    for a computed reference (deterministic)."""
+    if not get_task(task).variant(variant).trainable:
+        return [0]
     if (task, variant) == NOISE_RUN and scale == NOISE_SCALE:
         return sorted(set(seeds) | set(NOISE_SEEDS))
     return list(seeds)
@@ -94,10 +102,11 @@ def run_seeds(task: int, variant: str, scale: int, seeds: list[int]) -> list[int
 def study_rows(scales: Iterable[int] = (2, 3, 4)) -> list[PlannedRun]:
     """Every (task, variant, scale) of the study, references first (seed 0 as placeholder)."""
     scales = [int(s) for s in scales]
-    out = [PlannedRun(0, BICUBIC, "bicubic (MATLAB)", s, 0, "reference") for s in scales]
+    out = []
     for t in [REFERENCE, *TASKS.values()]:
-        for v in t.variants:
+        for v in [*t.computed, *t.variants]:
             out += [PlannedRun(t.number, v.name, v.label, s, 0,
-                               "reference" if t.number == 0 else "variant")
+                               "reference" if t is REFERENCE else "variant")
                     for s in t.scales if s in scales]
     return out
+

@@ -57,7 +57,8 @@ def resolve_model(name: str, scale: int, profile: str = "cpu", seed: int = 0,
     task_part, variant = name.split("/", 1)
     number = 0 if task_part in ("reference", "task0") else int(task_part.removeprefix("task"))
     task = get_task(number)
-    task.variant(variant)
+    if not task.variant(variant).trainable:
+        raise ConfigError(f"model {name!r} is computed, not trained; use --model {variant}")
     path = run_dir(profile, number, variant, scale, seed, results_dir) / "model.pt"
     if not path.exists():
         raise ConfigError(f"{path}: no trained checkpoint for {name} at x{scale} ({profile}); "

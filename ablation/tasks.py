@@ -17,12 +17,16 @@ LOSSES = ("l1", "l2", "perceptual")
 
 @dataclass(frozen=True)
 class Variant:
-    """One trainable configuration: an architecture plus what training does differently."""
+    """One configuration of the study: an architecture plus what training does differently.
+
+    ``spec=None`` is the protocol's bicubic upsampling, the computed reference every table
+    shows: it resolves, runs and is stored like a variant, but is evaluated, never trained.
+    """
 
     name: str
     label: str
-    spec: ModelSpec
-    loss: str = "l1"
+    spec: ModelSpec | None
+    loss: str | None = "l1"
     cpu: bool = True  # run in the cpu profile (False: too costly here, "needs a GPU")
     note: str = ""
     # profile -> TrainConfig fields this variant trains with instead of the profile's defaults
@@ -30,7 +34,13 @@ class Variant:
     profile_overrides: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self):
-        check_choice("loss", self.loss, LOSSES)
+        if self.trainable:
+            check_choice("loss", self.loss, LOSSES)
+
+    @property
+    def trainable(self) -> bool:
+        """False for the computed reference (bicubic)."""
+        return self.spec is not None
 
     def overrides(self, profile: str) -> dict:
         """The TrainConfig fields this variant changes under ``profile``."""
@@ -50,14 +60,18 @@ class Task:
     # (task number, variant name) runs shown beside this task's own variants as baselines
     compare_to: tuple[tuple[int, str], ...] = ()
     original: dict = field(default_factory=dict)  # original study's notes for this task
+    # reference variants that are computed, not trained (the reference task's bicubic)
+    computed: tuple[Variant, ...] = ()
 
     @property
     def key(self) -> str:
         return f"task{self.number:02d}"
 
     def variant(self, name: str) -> Variant:
-        check_choice(f"variant of task {self.number}", name, [v.name for v in self.variants])
-        return next(v for v in self.variants if v.name == name)
+        """The variant (trained or computed) called ``name``."""
+        every = [*self.computed, *self.variants]
+        check_choice(f"variant of task {self.number}", name, [v.name for v in every])
+        return next(v for v in every if v.name == name)
 
 
 # Task 1-3: networks on bicubic-upsampled input (SRCNN style), bias-free as in the original.
@@ -129,7 +143,9 @@ TASKS: dict[int, Task] = {t.number: t for t in [
          compare_to=((4, "baseline"),)),
 ]}
 
-# Reference models outside the tasks: the protocol's bicubic and EDSR-baseline.
+# Reference models outside the tasks: the protocol's bicubic (computed, shown on every page)
+# and EDSR-baseline (trained).
+BICUBIC = Variant("bicubic", "bicubic (MATLAB)", None, loss=None)
 # EDSR-baseline diverges at the cpu profile's 2e-3 peak learning rate (x2, seed 0: L1 loss 0.028
 # at iteration 250, 3.2 at 300, 7e9 at 500; validation PSNR 8.7 dB), so the cpu profile trains
 # it with a 4x lower peak; the paper profile is the EDSR recipe (1e-4) unchanged.
@@ -141,7 +157,7 @@ REFERENCE = Task(0, "reference", "Reference models",
                           note=f"cpu profile: peak learning rate {EDSR_CPU_LEARNING_RATE:g} "
                                "(diverges at 2e-3)",
                           profile_overrides={"cpu": {"learning_rate": EDSR_CPU_LEARNING_RATE}}),),
-                 scales=(2, 3, 4))
+                 scales=(2, 3, 4), computed=(BICUBIC,))
 
 
 TASK_RANGE = f"{min(TASKS)}-{max(TASKS)}"  # every task, as ``--tasks`` takes it ("1-11")
@@ -172,7 +188,7 @@ def parse_tasks(text: str) -> list[int]:
 
 
 def all_variants(include_reference: bool = True):
-    """Yield (task, variant, scale) for every run of the study."""
+    """Yield (task, variant, scale) for every trained run of the study."""
     tasks = list(TASKS.values()) + ([REFERENCE] if include_reference else [])
     for task in tasks:
         for variant in task.variants:

@@ -14,7 +14,6 @@ rank 0 writes files).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import math
 import os
@@ -29,21 +28,22 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ablation import __version__, data, paths
+from ablation import __version__, data
 from ablation.cache import load_decoded
 from ablation.checkpoint import save_checkpoint, unwrap
-from ablation.config import SCALES, TrainConfig, config_hash, make_config
+from ablation.config import TrainConfig
 from ablation.degradation import bicubic_down, modcrop, quantize
 from ablation.device import resolve_device
-from ablation.errors import AblationError, CheckpointError, check_choice
+from ablation.errors import AblationError, CheckpointError, ConfigError
 from ablation.fs import atomic_write_bytes, atomic_write_text
 from ablation.hostmem import reuse_freed_memory
 from ablation.images import read_image
 from ablation.losses import make_loss
 from ablation.metrics import psnr
 from ablation.models import ModelSpec, SRNet, build_model
+from ablation.resolve import ResolvedRun, resolve_run
 from ablation.sampler import PatchSampler
-from ablation.tasks import LOSSES, Variant
+from ablation.tasks import Variant
 
 
 class TrainingDiverged(AblationError):
@@ -87,22 +87,6 @@ def dist_info() -> tuple[int, int]:
 # --------------------------------------------------------------------------- data
 
 
-def split_files(config: TrainConfig, data_dir=None) -> tuple[list[Path], list[Path]]:
-    """(training files, validation files); validation is never a test set."""
-    files = data.train_files(config.train_set, data_dir)
-    if config.train_set == "div2k":
-        return files, data.div2k_valid_files(data_dir, 801, 800 + config.val_images)
-    if len(files) <= config.val_images:
-        raise data.DataError(f"{config.train_set}: only {len(files)} images, fewer than "
-                             f"val_images + 1 = {config.val_images + 1}; use a bigger set")
-    # hold out an evenly spread subset (deterministic) from the sorted list
-    step = len(files) / config.val_images
-    val_idx = {int(i * step + step / 2) for i in range(config.val_images)}
-    train = [f for i, f in enumerate(files) if i not in val_idx]
-    val = [f for i, f in enumerate(files) if i in val_idx]
-    return train, val
-
-
 def drop_small_images(files: list[Path], scale: int, lr_patch: int,
                       strict: bool) -> list[Path]:
     """Leave out images whose LR version is smaller than the patch (T91 has 78-px images: fine
@@ -131,14 +115,6 @@ def drop_small_images(files: list[Path], scale: int, lr_patch: int,
         raise data.DataError(f"{files[0].parent}: every training image is smaller than the HR "
                              f"patch {lr_patch * scale}px; lower lr_patch")
     return kept
-
-
-def data_fingerprint(files: list[Path]) -> str:
-    """Content-independent of paths and mtimes: names and sizes, so a fresh fetch matches."""
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f"{f.name}|{f.stat().st_size}\n".encode())
-    return h.hexdigest()[:16]
 
 
 def validation_pairs(files: list[Path], scale: int, crop: int = 192):
@@ -247,8 +223,8 @@ def environment_info(device: torch.device) -> dict:
 
 
 def train(
-    spec_or_variant: ModelSpec | Variant,
-    scale: int,
+    what: ResolvedRun | ModelSpec | Variant,
+    scale: int | None = None,
     profile: str = "cpu",
     *,
     out_dir: str | os.PathLike | None = None,
@@ -261,21 +237,28 @@ def train(
     """Train one network; returns the final model and its history.
 
     Args:
-        spec_or_variant: a :class:`ModelSpec` (loss L1 unless ``loss``) or a task ``Variant``.
-        scale: 2, 3 or 4.
-        profile: "smoke", "cpu" or "paper"; ``overrides`` change any :class:`TrainConfig` field.
+        what: a :class:`~ablation.resolve.ResolvedRun` (what ``run_variant`` passes: the run
+            it decided to train, hash included), or a :class:`ModelSpec` (loss L1 unless
+            ``loss``) or task ``Variant`` that is resolved here with ``scale``, ``profile``,
+            ``loss``, ``data_dir`` and ``overrides`` (any :class:`TrainConfig` field).
+        scale: 2, 3 or 4 (not with a ResolvedRun).
         out_dir: where ``state.pt``, ``model.pt``, ``history.csv`` and ``run.json`` go; with
             ``resume`` a matching ``state.pt`` there is continued exactly.
     """
-    if isinstance(spec_or_variant, Variant):  # the variant's own settings, then the caller's
-        overrides = {**spec_or_variant.overrides(profile), **overrides}
-    config = make_config(profile, **overrides)
-    if isinstance(spec_or_variant, Variant):
-        spec, loss_kind = spec_or_variant.spec, loss or spec_or_variant.loss
+    if isinstance(what, ResolvedRun):
+        if scale is not None or loss is not None or data_dir is not None or overrides:
+            raise ConfigError("train(ResolvedRun): the run is already resolved; give scale, "
+                              "loss, data_dir and overrides to resolve_run instead")
+        run = what
     else:
-        spec, loss_kind = spec_or_variant, loss or "l1"
-    check_choice("scale", scale, SCALES)
-    check_choice("loss", loss_kind, LOSSES)
+        run = resolve_run(what, scale, profile, loss=loss, data_dir=data_dir, **overrides)
+    if not run.trainable:
+        raise ConfigError(f"{run.name}: a computed reference, not a trainable network; "
+                          "evaluate it with `ablation eval --model bicubic`")
+    if not run.train_files:
+        raise ConfigError("this run was resolved from a fingerprint, without its training "
+                          "files; resolve it with the data (resolve_run without fingerprint)")
+    config, spec, scale, chash = run.config, run.spec, run.scale, run.config_hash
     rank, world = dist_info()
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
@@ -287,16 +270,12 @@ def train(
     out = Path(out_dir) if out_dir is not None else None
     writer = rank == 0 and out is not None
 
-    train_files, val_files = split_files(config, data_dir)
-    fingerprint = data_fingerprint(train_files + val_files)
-    chash = config_hash(config, spec=spec.to_dict(), scale=scale, loss=loss_kind,
-                        data=fingerprint)
-    train_files = drop_small_images(train_files, scale, config.lr_patch,
+    train_files = drop_small_images(list(run.train_files), scale, config.lr_patch,
                                     strict=config.train_set not in data.TRAIN_SETS)
-    decoded = load_decoded(train_files, scale, paths.data_dir(data_dir) / "cache",
+    decoded = load_decoded(train_files, scale, run.data_dir / "cache",
                            label=Path(config.train_set).name, min_lr_size=config.lr_patch,
-                           fingerprint=fingerprint)
-    val_pairs = validation_pairs(val_files, scale)
+                           fingerprint=run.data_fingerprint)
+    val_pairs = validation_pairs(list(run.val_files), scale)
 
     torch.manual_seed(config.seed)  # identical init on every rank
     model = build_model(spec, scale).to(device)
@@ -306,8 +285,8 @@ def train(
     gen.manual_seed(config.seed * 1009 + rank + 1)
     sampler = PatchSampler(decoded, config.lr_patch, max(1, config.batch_size // world),
                            device, gen, config.blur_sigma, config.noise_sigma)
-    loss_fn = make_loss(loss_kind, config.pixel_weight, config.perceptual_backbone,
-                        vgg_weights, cache_dir=paths.data_dir(data_dir) / "weights").to(device)
+    loss_fn = make_loss(run.loss, config.pixel_weight, config.perceptual_backbone,
+                        vgg_weights, cache_dir=run.data_dir / "weights").to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate,
                                  betas=tuple(config.adam_betas), eps=config.adam_eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: lr_factor(config, i))
@@ -330,8 +309,7 @@ def train(
 
     if writer:
         out.mkdir(parents=True, exist_ok=True)
-        _write_run_json(out, config, spec, scale, loss_kind, chash, fingerprint, device,
-                        seconds=None, loss_module=loss_fn)
+        _write_run_json(out, run, device, seconds=None, loss_module=loss_fn)
 
     t0 = time.perf_counter()
     elapsed_before = history[-1]["seconds"] if history else 0.0
@@ -387,12 +365,12 @@ def train(
     model.eval()
     if writer:
         save_checkpoint(out / "model.pt", model, config=config.to_dict(), config_hash=chash,
-                        data_fingerprint=fingerprint, loss=loss_kind, iteration=config.iterations)
+                        data_fingerprint=run.data_fingerprint, loss=run.loss,
+                        iteration=config.iterations)
         atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-        _write_run_json(out, config, spec, scale, loss_kind, chash, fingerprint, device,
-                        seconds=seconds, loss_module=loss_fn)
+        _write_run_json(out, run, device, seconds=seconds, loss_module=loss_fn)
     return RunResult(model, pd.DataFrame(history), config, chash, seconds, str(device), out,
-                     fingerprint)
+                     run.data_fingerprint)
 
 
 def _diverged(what: str, state_path: Path | None, fix: str) -> TrainingDiverged:
@@ -435,12 +413,12 @@ def _progress(config: TrainConfig, start: int, rank: int):
                 mininterval=0.5 if interactive else 15.0, file=sys.stderr)
 
 
-def _write_run_json(out: Path, config: TrainConfig, spec: ModelSpec, scale: int, loss: str,
-                    chash: str, fingerprint: str, device: torch.device, seconds, loss_module):
+def _write_run_json(out: Path, run: ResolvedRun, device: torch.device, seconds, loss_module):
     import json
 
-    meta = dict(config=config.to_dict(), spec=spec.to_dict(), scale=scale, loss=loss,
-                config_hash=chash, data_fingerprint=fingerprint, train_seconds=seconds,
+    meta = dict(config=run.config.to_dict(), spec=run.spec.to_dict(), scale=run.scale,
+                loss=run.loss, config_hash=run.config_hash, data_fingerprint=run.data_fingerprint,
+                train_seconds=seconds,
                 finished=seconds is not None, environment=environment_info(device),
                 perceptual_backbone=getattr(loss_module, "backbone", None))
     atomic_write_bytes(out / "run.json", json.dumps(meta, indent=2, default=list).encode())

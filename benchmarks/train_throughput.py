@@ -33,9 +33,10 @@ from ablation.fetch import fetch
 from ablation.hostmem import reuse_freed_memory
 from ablation.losses import make_loss
 from ablation.models import build_model, flops_per_output_pixel
+from ablation.resolve import split_files
 from ablation.sampler import PatchSampler
 from ablation.tasks import BASELINE, EDSR_BASELINE
-from ablation.train import drop_small_images, split_files, train_step
+from ablation.train import drop_small_images, train_step
 
 BATCH, LR_PATCH, SCALE = 16, 48, 2
 

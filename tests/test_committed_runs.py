@@ -2,9 +2,11 @@
 
 A run is reused only when the hash the package computes for it today equals the one in its
 ``metrics.json``; a refactor that changed the hash (a renamed field, a new default, another
-data fingerprint) would silently retrain the whole study on the next ``make book``. The test
-goes through ``run_variant`` itself, on data fetched from the mirror like a fresh clone does,
-with training and evaluation replaced by a failure: every committed run must come back reused.
+data fingerprint) would silently retrain the whole study on the next ``make book``. Two
+checks: the hash recomputed by ``resolve_run`` from the data fingerprint each run recorded
+(no data needed), and ``run_variant`` itself, on data fetched from the mirror like a fresh
+clone does, with training and evaluation replaced by a failure: every committed run must come
+back reused.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 import pytest
 
 import ablation.runs
+from ablation.resolve import resolve_run
 from ablation.runs import run_variant
+from ablation.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((REPO / "results" / "cpu").glob("task*/*/x*/seed*/metrics.json"))
@@ -32,6 +36,17 @@ def test_the_cpu_study_is_committed():
         m = json.loads(path.read_text())
         assert len(m["config_hash"]) == 16 and m["profile"] == "cpu"
         assert _key(path) == f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=_key)
+def test_committed_hash_recomputes_from_its_recorded_fingerprint(path):
+    m = json.loads(path.read_text())
+    variant = get_task(m["task"]).variant(m["variant"])
+    run = resolve_run(variant, m["scale"], m["profile"], seed=m["seed"],
+                      fingerprint=m["data_fingerprint"])
+    assert run.config_hash == m["config_hash"]
+    assert run.data_fingerprint == m["data_fingerprint"]
+    assert run.trainable == (m["variant"] != "bicubic")
 
 
 @pytest.fixture

@@ -137,9 +137,10 @@ from ablation.errors import CheckpointError, ConfigError, DataError
 from ablation.fetch import fetch
 from ablation.images import read_image
 from ablation.models import ModelSpec, build_model
+from ablation.resolve import data_fingerprint, split_files
 from ablation.runs import RunLocked, run_lock, run_variant
 from ablation.tasks import BASELINE, TASKS
-from ablation.train import TrainingDiverged, data_fingerprint, split_files, train
+from ablation.train import TrainingDiverged, train
 
 BASELINE_VARIANT = TASKS[4].variant("baseline")
 QUIET = dict(progress=False, val_every=10_000)  # validation only at the end: fast

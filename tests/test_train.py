@@ -18,9 +18,10 @@ from ablation.cache import load_decoded
 from ablation.config import make_config
 from ablation.degradation import bicubic_down, quantize
 from ablation.models import count_params
+from ablation.resolve import split_files
 from ablation.sampler import PatchSampler, augment
 from ablation.tasks import BASELINE
-from ablation.train import lr_factor, split_files
+from ablation.train import lr_factor
 
 WORKER = """
 import sys, torch

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablation import results as results_mod
-from ablation.planning import BICUBIC, planned_runs
-from ablation.tasks import TASKS
+from ablation.planning import planned_runs
+from ablation.tasks import BICUBIC, TASKS
 
 from ._figures import FigureFiles, comparison_figure, curves_figure, new_figure, save_figure
 from ._html import (
@@ -29,6 +29,7 @@ from ._prose import NOISE_EXPLAINED, _overall_html, conclusion_text, noise_band_
 from ._running import TaskRuns
 from ._tables import (
     aggregate_seeds,
+    computed_mask,
     final_losses,
     load_histories,
     load_runs,
@@ -108,9 +109,9 @@ def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | 
     """PSNR against GFLOPs at 1280x720 for every finished run at ``scale`` (log x)."""
     runs = load_runs(profile, results_dir)
     if seeds is not None and not runs.empty:
-        runs = runs[runs.seed.isin({int(s) for s in seeds}) | (runs.variant == BICUBIC)]
+        runs = runs[runs.seed.isin({int(s) for s in seeds}) | computed_mask(runs)]
     agg = aggregate_seeds(runs)
-    agg = agg[(agg.scale == scale) & (agg.variant != BICUBIC)] if not agg.empty else agg
+    agg = agg[(agg.scale == scale) & ~computed_mask(agg)] if not agg.empty else agg
     set_name = set_name or (ordered_sets(agg.set)[0] if not agg.empty else "Set5")
     sub = agg[agg.set == set_name] if not agg.empty else agg
     fig = new_figure(7, 4.2)
@@ -119,7 +120,7 @@ def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | 
         ax.scatter(max(r.gflops_720p, 1e-3), r.psnr, color=f"C{i % 10}")
         ax.annotate(f"{int(r.task)}: {r.variant}", (max(r.gflops_720p, 1e-3), r.psnr),
                     fontsize=7, xytext=(3, 3), textcoords="offset points")
-    bic = runs[(runs.variant == BICUBIC) & (runs.scale == scale) & (runs.set == set_name)] \
+    bic = runs[(runs.variant == BICUBIC.name) & (runs.scale == scale) & (runs.set == set_name)] \
         if not runs.empty else runs
     if len(bic):
         ax.axhline(float(bic.psnr.mean()), color="gray", ls="--", lw=1, label="bicubic")

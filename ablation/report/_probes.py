@@ -13,7 +13,7 @@ import numpy as np
 from ablation import results as results_mod
 from ablation.config import make_config
 from ablation.errors import AblationError
-from ablation.planning import BICUBIC, PlannedRun
+from ablation.planning import PlannedRun
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +52,7 @@ def body_gains(planned: Sequence[PlannedRun], profile: str, results_dir=None
     """(task, variant, scale) -> :func:`body_gain` of each finished run's model (seed mean)."""
     out: dict[tuple[int, str, int], list[float]] = {}
     for p in planned:
-        model = None if p.variant == BICUBIC else _load_panel_model(p, profile, results_dir)
+        model = _load_panel_model(p, profile, results_dir) if p.trainable else None
         gain = body_gain(model) if model is not None else None
         if gain is not None:
             out.setdefault((p.task, p.variant, p.scale), []).append(gain)
@@ -116,7 +116,7 @@ def _load_panel_model(p: PlannedRun, profile: str, results_dir) -> Any:
     from ablation.checkpoint import load_model
     from ablation.evaluate import Bicubic
 
-    if p.variant == BICUBIC:
+    if not p.trainable:  # the computed reference: the protocol's bicubic
         return Bicubic(p.scale)
     path = p.run_dir(profile, results_dir) / "model.pt"
     if not path.exists() or results_mod.read_metrics(path.parent) is None:

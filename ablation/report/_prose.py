@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from ablation.literature import ORIGINAL_CAVEATS, original_psnr
-from ablation.planning import BICUBIC, NOISE_RUN_NAME, NOISE_SCALE
-from ablation.tasks import Task, get_task
+from ablation.planning import NOISE_RUN_NAME, NOISE_SCALE
+from ablation.tasks import BICUBIC, REFERENCE, Task, get_task
 
 from ._html import SMOKE_WARNING, esc, fmt_delta, is_smoke
-from ._tables import NoiseBand, aggregate_seeds, ordered_sets, table_sets
+from ._tables import NoiseBand, aggregate_seeds, computed_mask, ordered_sets, table_sets
 
 NOISE_EXPLAINED = (
     "A difference counts as a finding only when it is larger than the seed-noise band: twice "
@@ -29,7 +29,7 @@ NOISE_EXPLAINED = (
 
 def primary_comparison(task: Task) -> tuple[int, str]:
     """The run a task's variants are measured against: its first compare_to, else bicubic."""
-    return task.compare_to[0] if task.compare_to else (0, BICUBIC)
+    return task.compare_to[0] if task.compare_to else (REFERENCE.number, BICUBIC.name)
 
 
 def conclusion_text(task: int, table: pd.DataFrame, profile: str,
@@ -169,7 +169,7 @@ def _loss_comparison(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
 def _loss_kind(key: tuple[int, str, int]) -> str | None:
     """The training loss of a (task, variant, scale) run; None for bicubic."""
     task, variant, _ = key
-    return None if variant == BICUBIC else get_task(task).variant(variant).loss
+    return get_task(task).variant(variant).loss
 
 
 def _delta_sentence(v: pd.Series, col: str, ref_psnr: float, ref_label: str,
@@ -210,18 +210,19 @@ def _overall_html(runs: pd.DataFrame, profile: str, scales: Iterable[int],
     """Best small net per scale and set, against bicubic and our EDSR-baseline."""
     if runs.empty:
         return "<p>No finished runs yet: run <code>ablation sweep</code>.</p>"
-    agg = aggregate_seeds(runs[runs.seed.isin(seeds) | (runs.variant == BICUBIC)])
+    agg = aggregate_seeds(runs[runs.seed.isin(seeds) | computed_mask(runs)])
     items = []
     for scale in scales:
         for s in ordered_sets(agg.set):
             sub = agg[(agg.scale == scale) & (agg.set == s)]
-            small = sub[(sub.task != 0) & (sub.variant != BICUBIC)]
+            small = sub[sub.task != REFERENCE.number]
             if small.empty:
                 continue
             best = small.loc[small.psnr.idxmax()]
             text = (f"<b>x{scale}, {esc(s)}</b>: the best small net is <i>{esc(best.label)}</i> "
                     f"(task {int(best.task)}) at {best.psnr:.2f} dB")
-            for variant, name in ((BICUBIC, "bicubic"), ("edsr_baseline", "our EDSR-baseline")):
+            for variant, name in ((BICUBIC.name, "bicubic"),
+                                  ("edsr_baseline", "our EDSR-baseline")):
                 ref = sub[sub.variant == variant]
                 if len(ref):
                     text += f", {fmt_delta(best.psnr - float(ref.psnr.iloc[0]))} dB against {name}"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ablation.config import PROFILE_NAMES
 from ablation.errors import AblationError, check_choice, quiet_logger
-from ablation.planning import BICUBIC, PlannedRun, planned_runs
+from ablation.planning import PlannedRun, planned_runs
 from ablation.tasks import REFERENCE, get_task
 
 from ._html import esc, profile_banner
@@ -92,7 +92,7 @@ def run_one(run: PlannedRun, profile: str, results_dir=None, data_dir=None,
     if run.skip_reason:
         rec["status"] = f"not run: {run.skip_reason}"
         return rec
-    loss = None if run.variant == BICUBIC else get_task(run.task).variant(run.variant).loss
+    loss = get_task(run.task).variant(run.variant).loss
     t0 = time.perf_counter()
     quiet = contextlib.nullcontext() if progress else quiet_logger("pooch")
     try:

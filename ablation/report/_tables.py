@@ -18,14 +18,13 @@ from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, ma
 from ablation.costs import frame_flops
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED
 from ablation.planning import (
-    BICUBIC,
     NOISE_RUN,
     NOISE_RUN_NAME,
     PlannedRun,
     skip_reason,
     study_rows,
 )
-from ablation.tasks import get_task
+from ablation.tasks import REFERENCE, get_task
 
 NOISE_SIGMAS = 2.0  # the band is this many standard deviations over the noise run's seeds
 RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim", "params",
@@ -48,6 +47,14 @@ def load_runs(profile: str, results_dir=None, tasks: Iterable[int] | None = None
         for set_name, s in (m.get("sets") or {}).items():
             rows.append(dict(base, set=set_name, psnr=s.get("psnr"), ssim=s.get("ssim")))
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
+
+
+def computed_mask(runs: pd.DataFrame) -> pd.Series:
+    """True on the rows of a computed reference (bicubic): deterministic, it only has seed 0,
+    so it counts for every selection of seeds."""
+    computed = {(REFERENCE.number, v.name) for v in REFERENCE.computed}
+    return pd.Series([(t, v) in computed for t, v in zip(runs.task, runs.variant, strict=True)],
+                     index=runs.index, dtype=bool)
 
 
 def aggregate_seeds(runs: pd.DataFrame) -> pd.DataFrame:
@@ -75,9 +82,9 @@ def _spec_costs(task: int, variant: str, scale: int) -> tuple[int, float]:
     """(params, FLOPs per output pixel) from the spec: known even for a run not made."""
     from ablation.models import count_params, flops_per_output_pixel
 
-    if variant == BICUBIC:
-        return 0, 0.0
     spec = get_task(task).variant(variant).spec
+    if spec is None:  # the computed reference
+        return 0, 0.0
     return count_params(spec, scale), flops_per_output_pixel(spec, scale)
 
 
@@ -150,7 +157,7 @@ def load_histories(planned: Sequence[PlannedRun], profile: str, results_dir=None
     """history.csv of every planned trained run, with label, scale and seed columns."""
     frames = []
     for p in planned:
-        if p.variant == BICUBIC:
+        if not p.trainable:
             continue
         f = p.run_dir(profile, results_dir) / "history.csv"
         if not f.exists() or results_mod.read_metrics(f.parent) is None:
@@ -210,7 +217,7 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
     runs = load_runs(profile, results_dir)
     if seeds is not None and not runs.empty:
         seeds = {int(s) for s in seeds}
-        runs = runs[runs.seed.isin(seeds) | (runs.variant == BICUBIC)]
+        runs = runs[runs.seed.isin(seeds) | computed_mask(runs)]
     agg = aggregate_seeds(runs)
     rows = []
     for p in study_rows(scales):
@@ -246,8 +253,6 @@ def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4
 def _run_note(p: PlannedRun, profile: str) -> str:
     """The study table's note for a finished run: the variant's note when it trains with its
     own settings under ``profile`` (e.g. EDSR-baseline's lower cpu learning rate)."""
-    if p.variant == BICUBIC:
-        return ""
     v = get_task(p.task).variant(p.variant)
     return v.note if v.overrides(profile) else ""
 
