@@ -19,12 +19,15 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ablation.booktext import CONCLUSION_INTRO, METHOD_AFTER, METHOD_INTRO, RESULTS_INTRO
 from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
+from ablation.parameters import PARAMETER_NAMES, NotebookParameters
 
 if TYPE_CHECKING:
     from ablation.tasks import Task
@@ -32,8 +35,7 @@ if TYPE_CHECKING:
 STATIC_PAGES = ("intro", "background", "differences")  # book/<name>.md, hand-written prose
 BOOK_FILES = ("_config.yml", "_toc.yml")
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-PARAMETER_NAMES = ("profile", "scales", "seeds", "variants", "data_dir", "results_dir", "device",
-                   "iterations", "retrain")
+CALL_WIDTH = 95  # generated calls wrap at this width (one argument per parameter)
 
 
 def repo_root() -> Path:
@@ -54,6 +56,7 @@ class Page:
     title: str
     task: int | None = None
     scale: int | None = None
+    parameters: tuple[str, ...] = PARAMETER_NAMES  # the notebook's parameters (papermill -p)
 
     @property
     def docname(self) -> str:
@@ -86,9 +89,11 @@ def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None) 
     return out
 
 
-METHOD = Page("method", "method.ipynb", "pages/method", "Method")
-RESULTS = Page("results", "results.ipynb", "pages/results", "Results")
-CONCLUSION = Page("conclusion", "conclusion.ipynb", "pages/conclusion", "Conclusion")
+METHOD = Page("method", "method.ipynb", "pages/method", "Method", parameters=("profile",))
+RESULTS = Page("results", "results.ipynb", "pages/results", "Results",
+               parameters=tuple(n for n in PARAMETER_NAMES if n != "variants"))
+CONCLUSION = Page("conclusion", "conclusion.ipynb", "pages/conclusion", "Conclusion",
+                  parameters=("profile", "scales", "seeds", "results_dir"))
 STUDY_PAGES = (METHOD, RESULTS, CONCLUSION)
 
 
@@ -124,23 +129,12 @@ def _notebook(name: str, cells: list[tuple]) -> dict:
     return nb
 
 
-def parameters_source(scales: tuple[int, ...], variants: bool = True) -> str:
-    """The ``parameters`` cell: plain values, one per notebook parameter (papermill's -p)."""
-    lines = [
-        'profile = "cpu"  # smoke | cpu | paper: ablation.config.PROFILES',
-        f"scales = {list(scales)}  # upscaling factors to run",
-        "seeds = [0]  # several seeds give mean ± std and the seed-noise band",
-    ]
-    if variants:
-        lines.append("variants = []  # variant names of this task; empty list: all of them")
-    lines += [
-        "data_dir = None  # None: $ABLATION_DATA or ./data",
-        "results_dir = None  # None: $ABLATION_RESULTS or ./results",
-        'device = "auto"  # auto | cpu | cuda | cuda:N',
-        "iterations = None  # None: the profile's default",
-        "retrain = False  # True: retrain even if a finished run with this config exists",
-    ]
-    return "\n".join(lines)
+def _call(head: str, names: tuple[str, ...], positional: tuple[str, ...] = ()) -> str:
+    """``head(a, b=b, c=c, ...)`` wrapped at CALL_WIDTH under the opening parenthesis."""
+    args = [*positional, *(f"{n}={n}" for n in names if n not in positional)]
+    return textwrap.fill(", ".join(args) + ")", CALL_WIDTH, initial_indent=head,
+                         subsequent_indent=" " * len(head.partition("(")[0] + "("),
+                         break_on_hyphens=False)
 
 
 CHECK_CELL = ("from ablation.book import check_parameters\n\n"
@@ -152,33 +146,21 @@ def check_parameters(namespace: dict, known: set[str] | None = None) -> None:
 
     Runs right after papermill's injected cell: any public, non-module global that the
     parameters cell did not define is a typo (``-p iteratons 5``). ``known`` defaults to the
-    names listed in ``namespace["__parameters__"]`` or, without it, the parameter-cell names
-    of every generated notebook.
+    names listed in ``namespace["__parameters__"]`` or, without it, every notebook parameter
+    (:data:`ablation.parameters.PARAMETER_NAMES`).
     """
     import types
 
     from ablation.errors import ConfigError
 
     if known is None:
-        known = set(namespace.get("__parameters__", ())) or _all_parameter_names()
+        known = set(namespace.get("__parameters__", ())) or set(PARAMETER_NAMES)
     ipython = {"In", "Out", "get_ipython", "exit", "quit", "open"}
     unknown = sorted(k for k, v in namespace.items()
                      if not k.startswith("_") and k not in known and k not in ipython
                      and not isinstance(v, types.ModuleType) and not callable(v))
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; valid: {sorted(known)}")
-
-
-def _all_parameter_names() -> set[str]:
-    import ast
-
-    names: set[str] = set()
-    for src in (parameters_source((2,)), "profile = 1\nscales = 1\nseeds = 1\n"
-                "results_dir = 1\nperceptual_backbone = 1"):
-        for node in ast.parse(src).body:
-            if isinstance(node, ast.Assign):
-                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-    return names
 
 
 def _task_intro(t: Task) -> str:
@@ -211,17 +193,14 @@ cell; the sweep (`ablation sweep --tasks {t.number}`) runs this notebook once pe
 
 def task_notebook(t: Task) -> dict:
     """The notebook of one task: question, parameters, one call per section."""
-    args = ("profile=profile, scales=scales, seeds=seeds, variants=variants,\n"
-            "                       data_dir=data_dir, results_dir=results_dir, device=device,\n"
-            "                       iterations=iterations, retrain=retrain")
+    run = _call(f"runs = report.run_task({t.number}, ", PARAMETER_NAMES)
     return _notebook(t.key, [
         ("markdown", _task_intro(t)),
-        ("code", parameters_source(t.scales), "parameters"),
+        ("code", NotebookParameters(scales=t.scales).cell(), "parameters"),
         ("code", CHECK_CELL, "remove-cell"),
         ("markdown", "## Runs\n\nEvery run this page needs, trained now or reused from the "
                      "results folder (same configuration hash)."),
-        ("code", f"from ablation import report\n\nruns = report.run_task({t.number}, {args})\n"
-                 "runs", "hide-input"),
+        ("code", f"from ablation import report\n\n{run}\nruns", "hide-input"),
         ("markdown", "## Results"),
         ("code", "report.results_table(runs)", "hide-input"),
         ("markdown", "## Training curves"),
@@ -233,109 +212,21 @@ def task_notebook(t: Task) -> dict:
     ])
 
 
-RESULTS_INTRO = """
-# Results
 
-Every variant of the study at every scale it defines, on the four benchmark sets, beside the
-original study's README numbers and published reference results. The reference models of this
-study (bicubic and EDSR-baseline) are run here with the same pipeline as the tasks.
-"""
 
-METHOD_INTRO = """
-# Method
 
-## Data
-
-Training uses the **291** images (T91 plus the 200 BSDS300 training images) under the `cpu`
-profile, and **DIV2K** (images 0001-0800) under the `paper` profile, the original study's
-training set. A few training images are held out for validation, which only draws the
-curves: no test set is ever used to choose a checkpoint, and every run is scored with its
-final weights. The benchmark sets (Set5, Set14, B100, Urban100) are used for testing only.
-
-## Degradation
-
-Low-resolution inputs are made from the HR images with MATLAB-style bicubic downsampling
-(antialiased cubic kernel, `a = -0.5`) and rounded to 8 bits, the degradation of the published
-benchmark tables. Blur and noise are off: the original README mentions them, but its code did
-not apply them.
-
-## Profiles
-
-A profile is a named set of training settings; every notebook parameter can override a field.
-The table is read from `ablation.config.PROFILES` when the page is built:
-"""
-
-METHOD_AFTER = """
-The `smoke` profile only proves that the pipeline runs end to end; its numbers are never
-findings. The `paper` profile is the original recipe for GPUs.
-
-### Why the `cpu` budget looks the way it does
-
-The `cpu` profile is what a two-core laptop can do for the whole study (every variant at x2,
-task 1 and the reference models also at x3 and x4) in an afternoon: about four hours of
-training and evaluation on two cores (the *Compute* section of {doc}`results` lists the wall
-time of every run and the total). Three choices follow:
-
-- **Same budget for every variant.** Every run gets the same iterations, batch, patch size and
-  schedule, so a deeper or wider net is not helped by more updates: the study compares designs
-  at equal training cost in *iterations*, not at equal wall time.
-- **Small patches, short one-cycle schedule.** The LR patch is smaller than the paper's 48 px,
-  and the learning rate warms up to a peak far above the paper's 1e-4 before a cosine decay to
-  almost zero. A short run needs the high peak to get anywhere and the decay to settle; a pilot
-  with fewer iterations left the baseline well short of its level here, which is why the
-  iteration count is what it is.
-- **291 images instead of DIV2K.** The classic T91 + BSDS200 set is small enough to decode once
-  into memory; DIV2K is used automatically under the `paper` profile.
-- **One stated exception.** The reference EDSR-baseline (16 residual blocks, not a task
-  variant) diverges at the 2e-3 peak: at x2 its L1 loss went from 0.028 at iteration 250 to
-  3.2 at 300 and 7e9 at 500, ending at 8.7 dB on the validation images. It trains with a 5e-4
-  peak under this profile (`ablation.tasks.EDSR_CPU_LEARNING_RATE`); its rows say so. A loss
-  that grows 100-fold over its best now stops any run at once, keeping the last good
-  checkpoint.
-
-What this likely changes: every network here is under-trained compared with the paper recipe
-(two to three orders of magnitude fewer training pixels, see the table), so absolute PSNR is
-lower than published numbers and the *deep and wide* variants (tasks 3 and 8, EDSR-baseline)
-are handicapped most: they have more to learn per iteration. Differences between variants
-that are small compared with the seed-noise band are not findings. The perceptual loss of
-task 11 uses an ImageNet-trained EfficientNet-Lite0 feature extractor under this profile
-(the VGG19 weights need a download); its rows say so.
-
-To run the paper recipe on a GPU machine: `make book PROFILE=paper` (fetches DIV2K, trains
-300k iterations per variant; `ablation train --task 4 --variant baseline --profile paper` for
-one run).
-
-## Controls
-
-- Each task changes one factor against the run it is compared with (the table of contents
-  names it); everything else (data, iterations, patch size, seed) is shared.
-- Runs are identified by a hash of every setting that changes the numbers, so a finished run
-  is reused, never silently mixed with a run of another configuration.
-- With several seeds, tables show mean ± standard deviation, and a difference counts as a
-  finding only when it exceeds twice the standard deviation of the task-4 baseline over seeds
-  (the seed-noise band). With one seed the band is unknown, and the pages say so.
-- Evaluation follows the standard protocol (see *Background*): PSNR and SSIM on Y, `scale`
-  border pixels shaved, outputs rounded to 8 bits.
-"""
-
-CONCLUSION_INTRO = """
-# Conclusion
-
-What the results folder supports, computed when this page is built: for each task, which model
-wins on each set and by how much it differs from the run it is compared with, judged against
-the seed-noise band. A difference inside the band, or with an unknown band, is not a finding.
-"""
 
 
 def study_notebook(page: Page) -> dict:
     """The method, results or conclusion notebook."""
-    ref_scales = (2, 3, 4)
-    params_plain = "\n".join(line for line in parameters_source(ref_scales, False).splitlines())
+    from ablation.config import SCALES
+    from ablation.tasks import REFERENCE
+
     if page == METHOD:
         return _notebook("method", [
             ("markdown", METHOD_INTRO),
-            ("code", 'profile = "cpu"  # the profile whose numbers this book shows',
-             "parameters"),
+            ("code", NotebookParameters().cell(page.parameters, docs={
+                "profile": "the profile whose numbers this book shows"}), "parameters"),
             ("code", "from ablation import report\n\nreport.method_profiles(profile)",
              "hide-input"),
             ("markdown", METHOD_AFTER),
@@ -343,14 +234,12 @@ def study_notebook(page: Page) -> dict:
     if page == RESULTS:
         return _notebook("results", [
             ("markdown", RESULTS_INTRO),
-            ("code", params_plain, "parameters"),
+            ("code", NotebookParameters(scales=REFERENCE.scales).cell(page.parameters),
+             "parameters"),
             ("markdown", "## Reference runs"),
             ("code", "from ablation import report\n\n"
-                     "refs = report.run_references(profile, scales=scales, seeds=seeds, "
-                     "data_dir=data_dir,\n"
-                     "                             results_dir=results_dir, device=device, "
-                     "iterations=iterations,\n"
-                     "                             retrain=retrain)\nrefs", "hide-input"),
+                     + _call("refs = report.run_references(", page.parameters, ("profile",))
+                     + "\nrefs", "hide-input"),
             ("markdown", "## Every run of the study"),
             ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input",
              "full-width"),
@@ -362,10 +251,9 @@ def study_notebook(page: Page) -> dict:
         ])
     return _notebook("conclusion", [
         ("markdown", CONCLUSION_INTRO),
-        ("code", 'profile = "cpu"  # smoke | cpu | paper\n'
-                 "scales = [2, 3, 4]  # scales to conclude on\n"
-                 "seeds = [0]  # seeds to average\n"
-                 "results_dir = None  # None: $ABLATION_RESULTS or ./results", "parameters"),
+        ("code", NotebookParameters(scales=SCALES).cell(page.parameters, docs={
+            "profile": "smoke | cpu | paper", "scales": "scales to conclude on",
+            "seeds": "seeds to average"}), "parameters"),
         ("code", "from ablation import report\n\n"
                  "report.study_conclusion(profile, results_dir, scales, seeds)", "hide-input"),
     ])

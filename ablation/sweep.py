@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +45,9 @@ from ablation.command import int_list, subcommand_main
 from ablation.config import PROFILE_NAMES, SCALES
 from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
+from ablation.parameters import NotebookParameters
 from ablation.planning import planned_runs
-from ablation.tasks import TASK_RANGE, TASKS, parse_tasks
+from ablation.tasks import REFERENCE, TASK_RANGE, TASKS, parse_tasks
 
 TMP_DIR = ".sweep-tmp"
 # the kernel's own start-up chatter (e.g. "running over TCP without encryption" on a local
@@ -104,24 +105,25 @@ class Settings:
 
 def plan(s: Settings) -> list[Job]:
     """Every page the sweep owns, in execution order."""
-    common = dict(profile=s.profile, seeds=list(s.seeds), data_dir=s.data_dir,
-                  results_dir=str(s.results_dir), device=s.device, iterations=s.iterations,
-                  retrain=False)
+    common = NotebookParameters(profile=s.profile, seeds=tuple(s.seeds), data_dir=s.data_dir,
+                                results_dir=str(s.results_dir), device=s.device,
+                                iterations=s.iterations)
     jobs = []
     for page in task_pages(s.tasks, s.scales):
         runs = planned_runs(page.task, [page.scale], s.seeds, (), s.profile)
-        jobs.append(Job(page, dict(common, scales=[page.scale], variants=[]),
+        jobs.append(Job(page, replace(common, scales=(page.scale,)).values(page.parameters),
                         page.output(s.book_dir), [r.key for r in runs if not r.skip_reason]))
     if not s.pages:
         return jobs
-    jobs.append(Job(METHOD, dict(profile=s.profile), METHOD.output(s.book_dir)))
-    ref_scales = [x for x in TASKS[1].scales if x in s.scales]
+    jobs.append(Job(METHOD, common.values(METHOD.parameters), METHOD.output(s.book_dir)))
+    ref_scales = tuple(x for x in REFERENCE.scales if x in s.scales)
     if ref_scales:
-        refs = planned_runs(0, ref_scales, s.seeds, (), s.profile)
-        jobs.append(Job(RESULTS, dict(common, scales=ref_scales), RESULTS.output(s.book_dir),
-                        [r.key for r in refs if not r.skip_reason], True, 2))
-    jobs.append(Job(CONCLUSION, dict(profile=s.profile, scales=list(s.scales),
-                                     seeds=list(s.seeds), results_dir=str(s.results_dir)),
+        refs = planned_runs(REFERENCE.number, ref_scales, s.seeds, (), s.profile)
+        jobs.append(Job(RESULTS, replace(common, scales=ref_scales).values(RESULTS.parameters),
+                        RESULTS.output(s.book_dir), [r.key for r in refs if not r.skip_reason],
+                        True, 2))
+    jobs.append(Job(CONCLUSION,
+                    replace(common, scales=tuple(s.scales)).values(CONCLUSION.parameters),
                     CONCLUSION.output(s.book_dir), [], True, 3))
     return jobs
 

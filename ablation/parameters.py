@@ -1,0 +1,67 @@
+"""The notebooks' parameters: one dataclass, the source of every place that names them.
+
+A task notebook takes all of :class:`NotebookParameters` (papermill's ``-p`` names); the
+method, results and conclusion pages take subsets. From the dataclass come the ``parameters``
+cell of every generated notebook (:meth:`NotebookParameters.cell`), the values the sweep
+passes to papermill (:meth:`NotebookParameters.values`) and the names a notebook accepts
+(:data:`PARAMETER_NAMES`). Every value is a plain literal (papermill injects them as code).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+
+def _doc(default, text: str):
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class NotebookParameters:
+    """A notebook's parameters with the defaults its ``parameters`` cell shows."""
+
+    profile: str = _doc("cpu", "smoke | cpu | paper: ablation.config.PROFILES")
+    scales: tuple[int, ...] = _doc((2,), "upscaling factors to run")
+    seeds: tuple[int, ...] = _doc((0,), "several seeds give mean ± std and the seed-noise band")
+    variants: tuple[str, ...] = _doc((), "variant names of this task; empty list: all of them")
+    data_dir: str | None = _doc(None, "None: $ABLATION_DATA or ./data")
+    results_dir: str | None = _doc(None, "None: $ABLATION_RESULTS or ./results")
+    device: str = _doc("auto", "auto | cpu | cuda | cuda:N")
+    iterations: int | None = _doc(None, "None: the profile's default")
+    retrain: bool = _doc(False, "True: retrain even if a finished run with this config exists")
+
+    def values(self, names: Sequence[str] | None = None) -> dict:
+        """{name: plain value} (tuples as lists), in field order, for ``names`` (default all)."""
+        wanted = PARAMETER_NAMES if names is None else tuple(names)
+        unknown = sorted(set(wanted) - set(PARAMETER_NAMES))
+        if unknown:
+            raise ValueError(f"not notebook parameters: {unknown}")
+        return {n: _plain(getattr(self, n)) for n in PARAMETER_NAMES if n in wanted}
+
+    def cell(self, names: Sequence[str] | None = None, docs: dict[str, str] | None = None
+             ) -> str:
+        """The ``parameters`` cell: ``name = value  # what it means``, one line per parameter
+        (``docs`` replaces a parameter's explanation on a page that uses it differently)."""
+        docs = docs or {}
+        comments = {f.name: f.metadata["doc"] for f in fields(self)}
+        return "\n".join(f"{n} = {_literal(v)}  # {docs.get(n, comments[n])}"
+                         for n, v in self.values(names).items())
+
+
+PARAMETER_NAMES = tuple(f.name for f in fields(NotebookParameters))
+
+
+def _plain(value):
+    """Tuples as lists: what papermill injects and JSON reads back."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _literal(value) -> str:
+    """Python source of a plain value, strings in double quotes ('"cpu"', '[2, 3]', 'None')."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return repr(value)
