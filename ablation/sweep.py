@@ -2,10 +2,10 @@
 
 One executed copy per task and scale (only the scales a task defines) goes into the book folder
 (``book/tasks/task04-x2.ipynb``), then the method, results and conclusion pages
-(``book/pages/``). Each executed page gets a small JSON stamp beside it (``.<page>.json``):
-its parameters, a digest of its source notebook and the config hash of every run it shows. A
-page whose stamp still matches (same parameters, same notebook, runs unchanged in the results
-folder) is reused, not re-executed.
+(``book/pages/``). Each executed page gets a small JSON stamp beside it (``.<page>.json``,
+see :mod:`ablation.stamps`): its parameters, a digest of its source (the notebook and every
+package module it runs) and the config hash of every run it shows. A page whose stamp still
+matches is reused, not re-executed.
 
 Safety: a page is executed into a temporary file and renamed into place when done, and its
 stamp is removed before and written after, so a killed sweep never leaves a half-written page
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablation import modgraph, paths
+from ablation import paths
 from ablation.book import (
     CONCLUSION,
     METHOD,
@@ -47,6 +46,7 @@ from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
 from ablation.parameters import NotebookParameters
 from ablation.planning import planned_runs
+from ablation.stamps import is_up_to_date, jsonable, results_digest, run_hash, source_digest
 from ablation.tasks import REFERENCE, TASK_RANGE, TASKS, parse_tasks
 
 TMP_DIR = ".sweep-tmp"
@@ -128,81 +128,6 @@ def plan(s: Settings) -> list[Job]:
     return jobs
 
 
-# --------------------------------------------------------------------------- up to date?
-
-
-def run_hash(results_root: Path, key: str) -> str | None:
-    """Config hash of the finished run ``key`` ('task04/baseline/x2/seed0'), else None."""
-    from ablation.results import read_metrics
-
-    m = read_metrics(results_root / key)
-    return None if m is None else m.get("config_hash")
-
-
-def results_digest(results_root: Path) -> str:
-    """Digest of every finished run of a profile (path, config hash, mtime)."""
-    h = hashlib.sha256()
-    for f in sorted(results_root.glob("task*/*/x*/seed*/metrics.json")):
-        try:
-            m = json.loads(f.read_text())
-            h.update(f"{f.relative_to(results_root)} {m.get('config_hash')} "
-                     f"{f.stat().st_mtime_ns}\n".encode())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return h.hexdigest()[:16]
-
-
-def source_digest(nb: Any) -> str:
-    """Digest of what a page shows apart from the runs: its notebook's cells (type and source,
-    not metadata or outputs) and every package module the page runs (what its code cells
-    import, and everything that imports in turn: models, evaluate, inference, ...)."""
-    cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
-    h = hashlib.sha256(json.dumps(cells).encode())
-    for path in page_sources(nb):
-        h.update(path.relative_to(modgraph.package_dir()).as_posix().encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def page_sources(nb: Any) -> list[Path]:
-    """The package's source files a page runs (all of them if its code doesn't parse)."""
-    known = modgraph.modules()
-    code = "\n".join(c.get("source", "") for c in nb.get("cells", [])
-                     if c.get("cell_type") == "code")
-    try:
-        roots = modgraph.imports_in_code(code, known)
-    except SyntaxError:
-        roots = set(known)
-    return modgraph.source_files(modgraph.closure(roots, modgraph.graph()))
-
-
-def read_stamp(job: Job) -> dict | None:
-    """The page's stamp, or None if missing or unreadable."""
-    try:
-        return json.loads(job.stamp.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
-    """True when the page exists and nothing it shows has changed since it was executed."""
-    stamp = read_stamp(job)
-    if stamp is None or not job.output.exists() or stamp.get("status") != "ok":
-        return False
-    if stamp.get("params") != _jsonable(job.params) or stamp.get("source") != src_digest:
-        return False
-    for key in job.expected_runs:
-        now = run_hash(s.results_root, key)
-        if now is None or stamp.get("runs", {}).get(key) != now:
-            return False
-    return not job.depends_on_all or stamp.get("all_runs") == results_digest(s.results_root)
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(value))
-
-
 # --------------------------------------------------------------------------- executing
 
 
@@ -280,7 +205,7 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
     _finish(job, tmp, error)
     seconds = time.perf_counter() - t0
     stamp = dict(page=job.page.name, status="failed" if error else "ok", error=error,
-                 params=_jsonable(job.params), source=digest, seconds=round(seconds, 1),
+                 params=jsonable(job.params), source=digest, seconds=round(seconds, 1),
                  runs={k: run_hash(settings.results_root, k) for k in job.expected_runs},
                  all_runs=results_digest(settings.results_root) if job.depends_on_all else None,
                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"))

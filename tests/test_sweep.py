@@ -185,13 +185,13 @@ def _parse(argv):
 def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeypatch):
     import shutil
 
-    from ablation import modgraph
+    from ablation import modgraph, stamps
 
     pkg = tmp_path / "ablation"
     shutil.copytree(modgraph.package_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(modgraph, "package_dir", lambda: pkg)
     nb = book.source_notebook(book.task_pages([4], [2])[0])
-    runs = {p.relative_to(pkg).as_posix() for p in sweep.page_sources(nb)}
+    runs = {p.relative_to(pkg).as_posix() for p in stamps.page_sources(nb)}
     # the report and what it runs underneath (training, the nets, evaluation, inference)
     assert {"report/_pages.py", "runs.py", "train.py", "models.py", "evaluate.py",
             "inference.py", "book.py"} <= runs

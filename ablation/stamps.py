@@ -1,0 +1,93 @@
+"""Is an executed page up to date? Its stamp says what it was made from.
+
+Each page the sweep executes gets a small JSON stamp beside it (``.<page>.json``): its
+parameters, a digest of its source (:func:`source_digest`: the notebook's cells and every
+package module the page runs) and the config hash of every run it shows. A page whose stamp
+still matches (same parameters, same source, runs unchanged in the results folder) is reused,
+not re-executed. Pages that read every run of a profile (results, conclusion) also record a
+digest of the whole results folder (:func:`results_digest`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ablation import modgraph
+
+if TYPE_CHECKING:
+    from ablation.sweep import Job, Settings
+
+
+def run_hash(results_root: Path, key: str) -> str | None:
+    """Config hash of the finished run ``key`` ('task04/baseline/x2/seed0'), else None."""
+    from ablation.results import read_metrics
+
+    m = read_metrics(results_root / key)
+    return None if m is None else m.get("config_hash")
+
+
+def results_digest(results_root: Path) -> str:
+    """Digest of every finished run of a profile (path, config hash, mtime)."""
+    h = hashlib.sha256()
+    for f in sorted(results_root.glob("task*/*/x*/seed*/metrics.json")):
+        try:
+            m = json.loads(f.read_text())
+            h.update(f"{f.relative_to(results_root)} {m.get('config_hash')} "
+                     f"{f.stat().st_mtime_ns}\n".encode())
+        except (OSError, json.JSONDecodeError):
+            continue
+    return h.hexdigest()[:16]
+
+
+def source_digest(nb: Any) -> str:
+    """Digest of what a page shows apart from the runs: its notebook's cells (type and source,
+    not metadata or outputs) and every package module the page runs (what its code cells
+    import, and everything that imports in turn: models, evaluate, inference, ...)."""
+    cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
+    h = hashlib.sha256(json.dumps(cells).encode())
+    for path in page_sources(nb):
+        h.update(path.relative_to(modgraph.package_dir()).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def page_sources(nb: Any) -> list[Path]:
+    """The package's source files a page runs (all of them if its code doesn't parse)."""
+    known = modgraph.modules()
+    code = "\n".join(c.get("source", "") for c in nb.get("cells", [])
+                     if c.get("cell_type") == "code")
+    try:
+        roots = modgraph.imports_in_code(code, known)
+    except SyntaxError:
+        roots = set(known)
+    return modgraph.source_files(modgraph.closure(roots, modgraph.graph()))
+
+
+def read_stamp(job: Job) -> dict | None:
+    """The page's stamp, or None if missing or unreadable."""
+    try:
+        return json.loads(job.stamp.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
+    """True when the page exists and nothing it shows has changed since it was executed."""
+    stamp = read_stamp(job)
+    if stamp is None or not job.output.exists() or stamp.get("status") != "ok":
+        return False
+    if stamp.get("params") != jsonable(job.params) or stamp.get("source") != src_digest:
+        return False
+    for key in job.expected_runs:
+        now = run_hash(s.results_root, key)
+        if now is None or stamp.get("runs", {}).get(key) != now:
+            return False
+    return not job.depends_on_all or stamp.get("all_runs") == results_digest(s.results_root)
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
