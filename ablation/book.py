@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ablation.booktext import CONCLUSION_INTRO, METHOD_AFTER, METHOD_INTRO, RESULTS_INTRO
 from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
-from ablation.parameters import PARAMETER_NAMES, NotebookParameters
+from ablation.parameters import PARAMETER_NAMES, PROFILE_CHOICES, NotebookParameters
 
 if TYPE_CHECKING:
     from ablation.tasks import Task
@@ -252,7 +252,7 @@ def study_notebook(page: Page) -> dict:
     return _notebook("conclusion", [
         ("markdown", CONCLUSION_INTRO),
         ("code", NotebookParameters(scales=SCALES).cell(page.parameters, docs={
-            "profile": "smoke | cpu | paper", "scales": "scales to conclude on",
+            "profile": PROFILE_CHOICES, "scales": "scales to conclude on",
             "seeds": "seeds to average"}), "parameters"),
         ("code", "from ablation import report\n\n"
                  "report.study_conclusion(profile, results_dir, scales, seeds)", "hide-input"),

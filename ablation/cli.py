@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ablation import book, sweep, upscale
 from ablation.command import int_list, run, str_list
-from ablation.config import BENCHMARKS, SCALES, TrainConfig
+from ablation.config import BENCHMARKS, PROFILE_NAMES, SCALES, TrainConfig
 from ablation.tasks import TASK_RANGE
 
 SUBCOMMANDS = (sweep, upscale, book)  # modules with add_parser(subparsers)
@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"{TASK_RANGE}, or 0 for reference models")
     tr.add_argument("--variant", required=True)
     tr.add_argument("--scale", type=int, default=2)
-    tr.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    tr.add_argument("--profile", default="cpu", help=" | ".join(PROFILE_NAMES))
     tr.add_argument("--seed", type=int, default=0)
     add_config_options(tr)
     tr.add_argument("--retrain", action="store_true", help="ignore a finished run")

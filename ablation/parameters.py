@@ -13,6 +13,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
+from ablation.config import PROFILE_NAMES
+
+PROFILE_CHOICES = " | ".join(PROFILE_NAMES)  # "smoke | cpu | paper"
+
 
 def _doc(default, text: str):
     return field(default=default, metadata={"doc": text})
@@ -22,7 +26,7 @@ def _doc(default, text: str):
 class NotebookParameters:
     """A notebook's parameters with the defaults its ``parameters`` cell shows."""
 
-    profile: str = _doc("cpu", "smoke | cpu | paper: ablation.config.PROFILES")
+    profile: str = _doc("cpu", f"{PROFILE_CHOICES}: ablation.config.PROFILES")
     scales: tuple[int, ...] = _doc((2,), "upscaling factors to run")
     seeds: tuple[int, ...] = _doc((0,), "several seeds give mean ± std and the seed-noise band")
     variants: tuple[str, ...] = _doc((), "variant names of this task; empty list: all of them")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablation import results as results_mod
+from ablation.config import SCALES
 from ablation.tasks import REFERENCE, TASKS, get_task
 
 NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
@@ -99,7 +100,7 @@ def run_seeds(task: int, variant: str, scale: int, seeds: list[int]) -> list[int
     return list(seeds)
 
 
-def study_rows(scales: Iterable[int] = (2, 3, 4)) -> list[PlannedRun]:
+def study_rows(scales: Iterable[int] = SCALES) -> list[PlannedRun]:
     """Every (task, variant, scale) of the study, references first (seed 0 as placeholder)."""
     scales = [int(s) for s in scales]
     out = []

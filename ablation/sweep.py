@@ -414,7 +414,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"e.g. {TASK_RANGE} or 1,3,5 (default {TASK_RANGE})")
     p.add_argument("--scales", type=int_list, default=list(SCALES),
                    help="comma-separated; only the scales a task defines run (default 2,3,4)")
-    p.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    p.add_argument("--profile", default="cpu",
+                   help=f"{' | '.join(PROFILE_NAMES)} (default cpu)")
     p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated (default 0)")
     p.add_argument("--jobs", type=int, default=1,
                    help="notebooks in parallel (one GPU each when there are several)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ablation.config import SCALES
 from ablation.errors import check_choice
 from ablation.models import ModelSpec
 
@@ -91,7 +92,7 @@ _base = Variant("baseline", "baseline (8 conv, LR input)", BASELINE)
 TASKS: dict[int, Task] = {t.number: t for t in [
     Task(1, "bicubic-3layers", "Three layers on bicubic input",
          "How well does a 3-layer CNN on bicubic-upsampled input do at x2, x3 and x4?",
-         (Variant("3layers", "3 layers", SRCNN3),), scales=(2, 3, 4)),
+         (Variant("3layers", "3 layers", SRCNN3),), scales=SCALES),
     Task(2, "global-residual", "Global residual connection",
          "Does adding the bicubic input to the output (learning only the residual) help?",
          (Variant("3layers_grc", "3 layers + global residual",
@@ -157,7 +158,7 @@ REFERENCE = Task(0, "reference", "Reference models",
                           note=f"cpu profile: peak learning rate {EDSR_CPU_LEARNING_RATE:g} "
                                "(diverges at 2e-3)",
                           profile_overrides={"cpu": {"learning_rate": EDSR_CPU_LEARNING_RATE}}),),
-                 scales=(2, 3, 4), computed=(BICUBIC,))
+                 scales=SCALES, computed=(BICUBIC,))
 
 
 TASK_RANGE = f"{min(TASKS)}-{max(TASKS)}"  # every task, as ``--tasks`` takes it ("1-11")

@@ -1,4 +1,4 @@
-"""report.py on a synthetic results folder (well-formed metrics.json / history.csv / model.pt
+"""ablation.report on a synthetic results folder (well-formed metrics.json / history.csv / model.pt
 written directly, no training) plus one real smoke run (slow)."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablation import results as results_mod
+from ablation.config import SCALES
 from ablation.planning import planned_runs
 from ablation.tasks import BICUBIC, TASKS
 
@@ -95,7 +96,7 @@ def conclusion(runs: TaskRuns) -> Html:
                 f"<ul>{items}</ul></div>", "\n".join(lines))
 
 
-def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2, 3, 4),
+def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = SCALES,
                   seeds: Iterable[int] | None = None) -> Html:
     """The full-study table of the results page (one call in the notebook), followed by the
     seed-noise band every difference in it is read against."""

@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ablation import results as results_mod
-from ablation.config import BENCHMARKS, PROFILE_NAMES, PROFILES, TrainConfig, make_config
+from ablation.config import (
+    BENCHMARKS,
+    PROFILE_NAMES,
+    PROFILES,
+    SCALES,
+    TrainConfig,
+    make_config,
+)
 from ablation.costs import frame_flops
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED
 from ablation.planning import (
@@ -209,7 +216,7 @@ def noise_bands(runs: pd.DataFrame) -> dict[tuple[int, str], NoiseBand]:
     return out
 
 
-def study_table(profile: str, results_dir=None, scales: Iterable[int] = (2, 3, 4),
+def study_table(profile: str, results_dir=None, scales: Iterable[int] = SCALES,
                 seeds: Iterable[int] | None = None, original: bool = True,
                 published: bool = True) -> pd.DataFrame:
     """Every variant x set x scale of this study, with the original study's README numbers and
