@@ -38,6 +38,20 @@ def test_the_cpu_study_is_committed():
         assert _key(path) == f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
 
 
+def test_the_default_sweep_plans_exactly_the_committed_runs(tmp_path):
+    """`make book` (every task and scale, seed 0, cpu profile) needs no run that isn't
+    committed, and every committed run is shown somewhere."""
+    from ablation import sweep
+    from ablation.config import SCALES
+    from ablation.tasks import TASK_RANGE, parse_tasks
+
+    s = sweep.Settings(tasks=parse_tasks(TASK_RANGE), scales=list(SCALES), profile="cpu",
+                       seeds=[0], results_dir=REPO / "results", data_dir=None,
+                       book_dir=tmp_path / "book")
+    planned = {key for job in sweep.plan(s) for key in job.expected_runs}
+    assert planned == {_key(p) for p in COMMITTED}
+
+
 @pytest.mark.parametrize("path", COMMITTED, ids=_key)
 def test_committed_hash_recomputes_from_its_recorded_fingerprint(path):
     m = json.loads(path.read_text())
