@@ -1,7 +1,8 @@
 """The results folder as DataFrames: runs, seed aggregates, task and study tables, noise bands.
 
-Pure pandas: each function reads ``results/<profile>`` (metrics.json, history.csv) or takes
-DataFrames and returns DataFrames, so the tests run them on a synthetic results folder.
+Tables only (pandas; no HTML, figures or checkpoints): each function reads ``results/<profile>``
+(metrics.json, history.csv) or takes DataFrames, and returns DataFrames, so the tests run them
+on a synthetic results folder. Costs of runs not made yet come from the spec (``models``).
 """
 
 from __future__ import annotations
