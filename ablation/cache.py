@@ -59,8 +59,10 @@ class DecodedSet:
         return self.lr[o:o + h * w * 3].reshape(h, w, 3)
 
 
-def _key(files: list[Path], scale: int) -> str:
-    h = hashlib.sha256(f"v{CACHE_VERSION} x{scale}".encode())
+def files_key(files: list[Path], scale: int, tag: str = f"v{CACHE_VERSION}") -> str:
+    """A short key for a list of source files (path, size, times, inode), a scale and a tag:
+    any change to a source file gives a new key, so a stale cache is never loaded."""
+    h = hashlib.sha256(f"{tag} x{scale}".encode())
     for f in files:
         st = f.stat()
         h.update(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}\n"
@@ -68,7 +70,8 @@ def _key(files: list[Path], scale: int) -> str:
     return h.hexdigest()[:16]
 
 
-def _digest(arr: np.ndarray) -> str:
+def buffer_digest(arr: np.ndarray) -> str:
+    """BLAKE2 digest of an array's bytes: what every cache stores and checks on load."""
     return hashlib.blake2b(memoryview(np.ascontiguousarray(arr)), digest_size=16).hexdigest()
 
 
@@ -120,7 +123,7 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
     if not files:
         raise DataError(f"{label}: no training images; fetch a training set first")
     files = [Path(f) for f in files]
-    folder = Path(cache_root) / f"{label}-x{scale}-{_key(files, scale)}"
+    folder = Path(cache_root) / f"{label}-x{scale}-{files_key(files, scale)}"
     ds = _try_load(folder, scale, fingerprint, files)
     if ds is not None:
         _check_sizes(ds, files, min_lr_size)
@@ -132,7 +135,8 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
     lr_off = np.concatenate([[0], np.cumsum([p.size for p in lr_parts])[:-1]]).astype(np.int64)
     index = dict(version=CACHE_VERSION, scale=scale, names=[str(f) for f in files],
                  hr_shapes=shapes.tolist(), hr_offsets=hr_off.tolist(),
-                 lr_offsets=lr_off.tolist(), hr_digest=_digest(hr), lr_digest=_digest(lr))
+                 lr_offsets=lr_off.tolist(), hr_digest=buffer_digest(hr),
+                 lr_digest=buffer_digest(lr))
     index["index_digest"] = _index_digest(index)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -173,7 +177,7 @@ def _try_load(folder: Path, scale: int, fingerprint: str,
             return None
         hr = np.load(folder / "hr.npy", mmap_mode="r")
         lr = np.load(folder / "lr.npy", mmap_mode="r")
-        if _digest(hr) != index["hr_digest"] or _digest(lr) != index["lr_digest"]:
+        if buffer_digest(hr) != index["hr_digest"] or buffer_digest(lr) != index["lr_digest"]:
             return None
         shapes = np.array(index["hr_shapes"], dtype=np.int64).reshape(-1, 2)
         if int((shapes[:, 0] * shapes[:, 1] * 3).sum()) != hr.size:
