@@ -25,6 +25,9 @@ from ablation.resolve import resolve_run
 from ablation.tasks import get_task
 from ablation.train import RunResult, train
 
+# "1": only reuse finished runs, never train or evaluate (the Pages workflow, `--publish`)
+REUSE_ONLY_ENV = "ABLATION_REUSE_ONLY"
+
 
 class RunLocked(AblationError):
     """Another process holds this run's lock."""
@@ -56,6 +59,9 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
     if done is not None and done.get("config_hash") == run.config_hash and not retrain:
         done["reused"] = True
         return done
+    if os.environ.get(REUSE_ONLY_ENV, "") in ("1", "true", "yes"):
+        raise AblationError(f"{folder}: no finished run with config hash {run.config_hash}, and "
+                            f"{REUSE_ONLY_ENV}=1 forbids training it; unset it to train")
     with run_lock(folder, wait=wait):
         done = results_mod.read_metrics(folder)  # another process may have finished it
         if done is not None and done.get("config_hash") == run.config_hash and not retrain:
