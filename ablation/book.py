@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 from ablation.booktext import CONCLUSION_INTRO, METHOD_AFTER, METHOD_INTRO, RESULTS_INTRO
 from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
-from ablation.parameters import PARAMETER_NAMES, PROFILE_CHOICES, NotebookParameters
+from ablation.parameters import (
+    HOW_TO_RUN,
+    PARAMETER_NAMES,
+    PROFILE_CHOICES,
+    NotebookParameters,
+)
 
 if TYPE_CHECKING:
     from ablation.tasks import Task
@@ -209,6 +214,9 @@ def task_notebook(t: Task) -> dict:
         ("code", "report.visual_comparison(runs)", "hide-input"),
         ("markdown", "## Conclusion"),
         ("code", "report.conclusion(runs)", "hide-input"),
+        ("markdown", "## Rerun this page"),
+        ("code", "from ablation.rerun import rerun_section\n\n"
+                 + _call("rerun_section(runs, ", HOW_TO_RUN), "hide-input"),
     ])
 
 

@@ -55,6 +55,9 @@ class NotebookParameters:
 
 
 PARAMETER_NAMES = tuple(f.name for f in fields(NotebookParameters))
+# How a page's runs ran rather than which runs it shows: its TaskRuns keeps the others, so the
+# generated rerun cell passes these to ablation.rerun.rerun_section (tests check the split)
+HOW_TO_RUN = ("device", "iterations", "retrain")
 
 
 def _plain(value):

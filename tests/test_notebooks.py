@@ -116,8 +116,9 @@ def test_book_config_builds_offline_from_executed_pages():
     assert cfg["only_build_toc_files"] is True
     for folder in ("data", "results", ".*"):  # .* covers .venv, .git, caches
         assert folder in cfg["exclude_patterns"]
+    # the Binder launch button is a plain link (tests/test_publish.py); nothing live: no thebe
     assert not any(cfg["launch_buttons"].get(k) for k in
-                   ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "thebe"))
+                   ("jupyterhub_url", "colab_url", "deepnote_url", "thebe"))
 
 
 def test_book_gitignore_covers_generated_pages():
