@@ -1,9 +1,12 @@
 # sr-ablation: set-up, the study, the book and the tests.
 #   make book                 set up .venv, fetch data, run the sweep, build the book
 #   make test                 set up .venv and run the whole test suite (what CI runs)
+#   make publish              build the book from the committed cpu results (training nothing)
+#                             and push it to the gh-pages branch (refuses a dirty tree)
 # Options: PROFILE=cpu|smoke|paper  TASKS=1,3  SCALES=2 (default: every task and scale)
 #          MIRROR=../shared/datasets (offline data)
 #          RESULTS=DIR (another results folder: an empty one retrains everything from scratch)
+#          REMOTE=origin (the git remote, name or URL, that `make publish` pushes gh-pages to)
 SHELL := /bin/bash
 PY ?= python3
 VENV ?= .venv
@@ -18,8 +21,9 @@ MIRROR_FLAG := $(if $(MIRROR),--mirror $(MIRROR),)
 RESULTS ?=
 RESULTS_FLAG := $(if $(RESULTS),--results $(RESULTS),)
 PYTEST_ARGS ?=
+REMOTE ?= origin
 
-.PHONY: venv data sweep book test test-fast lint clean-book
+.PHONY: venv data sweep book publish test test-fast lint clean-book
 
 $(BIN)/.installed: pyproject.toml .ci/install-torch.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -40,6 +44,9 @@ sweep: data
 book: sweep
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "book: file://$(CURDIR)/_build/html/index.html"
+
+publish: data
+	$(BIN)/ablation book --publish --output . --remote $(REMOTE)
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -13,12 +13,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ablation import book, sweep, upscale
+from ablation import publish, sweep, upscale
 from ablation.command import int_list, run, str_list
 from ablation.config import BENCHMARKS, PROFILE_NAMES, SCALES, TrainConfig
 from ablation.tasks import TASK_RANGE
 
-SUBCOMMANDS = (sweep, upscale, book)  # modules with add_parser(subparsers)
+# modules with add_parser(subparsers); publish registers `ablation book` (ablation.book's
+# options plus --check, --publish and --remote)
+SUBCOMMANDS = (sweep, upscale, publish)
 # TrainConfig fields with an option of their own in `ablation train` (not a config override)
 TRAIN_OWN_OPTIONS = ("profile", "seed")
 TRAIN_HELP = {
