@@ -58,10 +58,22 @@ def _git(repo: Path, *args: str) -> str:
     return proc.stdout
 
 
+def sweep_outputs(repo: Path) -> list[str]:
+    """Tracked folders (repo-relative) that executing the pages rewrites: the figure files of
+    the published profile. The pages embed the figures they draw, so these files are outputs
+    of the build, not inputs; redrawing them (new SVG ids) does not make the tree dirty."""
+    from ablation.report import figures_dir
+
+    return [figures_dir(PROFILE, repo / "results").relative_to(repo).as_posix() + "/"]
+
+
 def clean_commit(repo: str | Path | None = None) -> str:
-    """The HEAD commit of a clean checkout; refuses a dirty one (changes or untracked files)."""
+    """The HEAD commit of a clean checkout; refuses a dirty one (changes or untracked files,
+    apart from :func:`sweep_outputs`)."""
     repo = Path(repo or repo_root())
-    dirty = [line[3:] for line in _git(repo, "status", "--porcelain").splitlines() if line]
+    outputs = tuple(sweep_outputs(repo))
+    dirty = [path for line in _git(repo, "status", "--porcelain").splitlines()
+             if line and not (path := line[3:]).startswith(outputs)]
     if dirty:
         raise PublishRefused(f"{repo}: not publishing from a dirty tree ({len(dirty)} changed "
                              f"or untracked: {_names(dirty)}); commit or stash them, then "

@@ -141,6 +141,23 @@ def test_refuses_a_dirty_tree_before_anything_else(site, fake_build):
     assert fake_build == [] and not has_branch(site["bare"])
 
 
+def test_redrawn_figures_do_not_dirty_the_tree_but_changed_results_do(site):
+    src = site["src"]
+    figures, run = src / "results/cpu/figures", src / "results/cpu/task04/baseline/x2/seed0"
+    figures.mkdir(parents=True)
+    run.mkdir(parents=True)
+    (figures / "task04-x2-curves.svg").write_text("<svg id='a'/>")
+    (run / "metrics.json").write_text('{"psnr": 37.0}')
+    git(src, "add", "results")
+    git(src, "commit", "-q", "-m", "results")
+    (figures / "task04-x2-curves.svg").write_text("<svg id='b'/>")  # what a sweep does
+    (figures / "task05-x2-curves.svg").write_text("<svg/>")
+    assert publish.clean_commit(src) == git(src, "rev-parse", "HEAD").strip()
+    (run / "metrics.json").write_text('{"psnr": 38.0}')
+    with pytest.raises(PublishRefused, match=r"results/cpu/task04/baseline/x2/seed0/metrics"):
+        publish.clean_commit(src)
+
+
 @pytest.mark.parametrize("kind", ["smoke", "failed", "unfinished", "placeholder", "missing"])
 def test_refuses_a_book_with_a_bad_page(site, fake_build, kind):
     page = book.task_pages([5], [2])[0]

@@ -28,7 +28,7 @@ from ablation.planning import (
     study_rows,
 )
 
-from ._figures import FigureFiles, curves_figure, new_figure, save_figure
+from ._figures import FigureFiles, curves_figure, figures_dir, new_figure, save_figure
 from ._html import (
     SMOKE_WARNING,
     Html,
@@ -74,7 +74,7 @@ __all__ = [
     "ORIGINAL_README", "PUBLISHED", "RUN_COLUMNS", "SMOKE_WARNING", "FigureFiles", "Html",
     "NoiseBand", "PlannedRun", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop",
     "body_gain", "comparison_panels", "compute_table", "conclusion", "conclusion_text",
-    "cost_figure", "curves_figure", "final_losses", "fit_sentence", "load_histories",
+    "cost_figure", "curves_figure", "figures_dir", "final_losses", "fit_sentence", "load_histories",
     "load_runs", "method_profiles", "new_figure", "noise_band_text", "noise_bands",
     "original_psnr", "planned_runs", "profile_banner", "profiles_table", "render_study_table",
     "render_task_table", "results_table", "run_one", "run_references", "run_task",
