@@ -20,6 +20,8 @@ from ablation import modgraph
 if TYPE_CHECKING:
     from ablation.sweep import Job, Settings
 
+RERUN_MODULE = "ablation.rerun"  # a page that runs it links to the repository in _config.yml
+
 
 def run_hash(results_root: Path, key: str) -> str | None:
     """Config hash of the finished run ``key`` ('task04/baseline/x2/seed0'), else None."""
@@ -44,13 +46,20 @@ def results_digest(results_root: Path) -> str:
 
 def source_digest(nb: Any) -> str:
     """Digest of what a page shows apart from the runs: its notebook's cells (type and source,
-    not metadata or outputs) and every package module the page runs (what its code cells
-    import, and everything that imports in turn: models, evaluate, inference, ...)."""
+    not metadata or outputs), every package module the page runs (what its code cells
+    import, and everything that imports in turn: models, evaluate, inference, rerun, ...)
+    and, for a page with a rerun section, the repository it links to (``repository`` in
+    ``_config.yml``: not a module, but baked into the page's links)."""
     cells = [(c.get("cell_type"), c.get("source")) for c in nb.get("cells", [])]
     h = hashlib.sha256(json.dumps(cells).encode())
-    for path in page_sources(nb):
+    sources = page_sources(nb)
+    for path in sources:
         h.update(path.relative_to(modgraph.package_dir()).as_posix().encode())
         h.update(path.read_bytes())
+    if modgraph.modules()[RERUN_MODULE] in sources:
+        from ablation import rerun
+
+        h.update(repr(rerun.repository()).encode())
     return h.hexdigest()[:16]
 
 

@@ -174,3 +174,17 @@ def test_the_rerun_cell_passes_exactly_what_task_runs_does_not_keep():
     cell = book.task_notebook(TASKS[1]).cells[-1].source
     for name in HOW_TO_RUN:
         assert f"{name}={name}" in cell
+
+
+def test_a_new_repository_url_makes_the_sweep_re_execute_the_pages(monkeypatch):
+    """The rerun links are baked into executed pages: setting repository.url must not leave
+    pages linking to the old one (the sweep's up-to-date digest covers it)."""
+    import ablation.rerun
+    from ablation.stamps import source_digest
+
+    nb = book.task_notebook(TASKS[4])
+    before = source_digest(nb)
+    assert source_digest(nb) == before
+    monkeypatch.setattr(ablation.rerun, "repository",
+                        lambda root=None: ("https://github.com/someone/fork", "main"))
+    assert source_digest(nb) != before
