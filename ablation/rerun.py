@@ -120,7 +120,7 @@ def page_parameters(runs: TaskRuns, device: str = "auto", iterations: int | None
 
 
 def papermill_command(runs: TaskRuns, **kwargs) -> str:
-    """``papermill notebooks/taskNN.ipynb book/tasks/taskNN-xS.ipynb -p ... -y ...``: run from
+    """``papermill notebooks/taskNN.ipynb book/tasks/taskNN-xS.ipynb -r ... -y ...``: run from
     the repository root, it executes this page again (finished runs are reused)."""
     from ablation.tasks import get_task
 
@@ -132,8 +132,10 @@ def papermill_command(runs: TaskRuns, **kwargs) -> str:
     for name, value in page_parameters(runs, **kwargs).items():
         if isinstance(value, list):
             lists.append(f"{name}: {_yaml_flow(value)}")
+        elif isinstance(value, str):  # -r: kept a string (-p would read '123' as a number)
+            words += ["-r", name, value]
         else:
-            words += ["-p", name, "None" if value is None else str(value)]
+            words += ["-p", name, str(value)]
     if lists:
         words += ["-y", "{" + ", ".join(lists) + "}"]
     return shlex.join(words)

@@ -21,6 +21,7 @@ import pytest
 
 from ablation import book, sweep
 from ablation.report import SMOKE_WARNING
+from ablation.rerun import repository
 from ablation.tasks import TASKS, parse_tasks
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -52,6 +53,17 @@ window.addEventListener('load', async () => {
   document.body.appendChild(pre);
 });
 </script>"""
+
+
+def header_links(dom: str) -> dict[str, str]:
+    """The header buttons' links, by their label ('source-repository-button', ...); buttons
+    without one (launch buttons) under their own URL."""
+    links = {}
+    for tag in re.findall(r'<a\b[^>]*class="btn btn-sm[^"]*"[^>]*>', dom):
+        href = html.unescape(re.search(r'href="([^"]*)"', tag).group(1))
+        label = re.search(r'class="btn btn-sm btn-([a-z-]+)', tag)
+        links[label.group(1) if label else href] = href
+    return links
 
 
 def chromium(profile_dir: Path, *args: str, timeout: int = 90) -> str:
@@ -107,6 +119,12 @@ def test_index_and_every_task_page_in_chromium(built_book, tmp_path):
     dom, images = loaded_dom(html_dir / "book" / "intro.html", profile_dir)
     assert "Small super-resolution CNNs" in dom and "Traceback" not in dom
     assert all(width > 0 for _, width in images), images
+    url, branch = repository()
+    links = header_links(dom)
+    assert links.get("source-repository-button") == url, links
+    assert links.get("source-edit-button") == f"{url}/edit/{branch}/book/intro.md", links
+    assert links.get("source-issues-button", "").startswith(f"{url}/issues/new?"), links
+    assert "mybinder.org" not in dom  # a Markdown page has nothing to launch
     screenshot(profile_dir, html_dir / "book" / "intro.html", shots / "index.png", 1600)
 
     for number in tasks:
@@ -119,9 +137,32 @@ def test_index_and_every_task_page_in_chromium(built_book, tmp_path):
             page.name
         assert len(images) >= 2, f"{page.name}: curves and visual comparison missing"
         assert all(width > 0 for _, width in images), (page.name, images)
+        check_buttons_and_rerun(dom, task, url, branch)
     first = TASKS[tasks[0]]
     screenshot(profile_dir, html_dir / "book" / "tasks" / f"{first.key}-x2.html",
                shots / "task.png", 3000)
+
+
+def check_buttons_and_rerun(dom: str, task, url: str, branch: str) -> None:
+    """A task page links to the repository, its issues, the code that writes it, a Binder
+    JupyterLab on its notebook, and ends with the commands that rerun it."""
+    page = f"{task.key}-x2"
+    links = header_links(dom)
+    assert links.get("source-repository-button") == url, (page, links)
+    assert links.get("source-edit-button") == f"{url}/edit/{branch}/ablation/book.py", links
+    assert links.get("source-issues-button", "").startswith(f"{url}/issues/new?"), links
+    org_repo = url.removeprefix("https://github.com/")
+    binder = (f"https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/"
+              f"book/tasks/{page}.ipynb")
+    assert binder in links.values(), (page, links)
+    rerun = dom.split('class="ablation-rerun"', 1)
+    assert len(rerun) == 2, f"{page}: no rerun section"
+    text = html.unescape(rerun[1])
+    assert f"papermill notebooks/{task.key}.ipynb book/tasks/{page}.ipynb -r profile " \
+        f"{PROFILE}" in text
+    for variant in task.variants:
+        assert f"ablation train --task {task.number} --variant {variant.name} --scale 2" in text
+    assert "metrics.json" in text  # a link (runs in the checkout) or the run's local path
 
 
 def test_no_page_of_the_book_shows_a_traceback(built_book):

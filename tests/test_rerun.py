@@ -77,7 +77,7 @@ def test_papermill_line_reproduces_the_sweeps_parameters(tmp_path, monkeypatch):
 def test_papermill_line_carries_every_non_default_parameter(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     params = dict(profile="smoke", scales=[3], seeds=[0, 1], variants=["3layers"],
-                  data_dir=str(tmp_path / "my data"), results_dir=str(tmp_path / "res"),
+                  data_dir=str(tmp_path / "my data"), results_dir=str(tmp_path / "1e3"),
                   device="cpu", iterations=7, retrain=True)
     runs = page_runs(params, 1)
     cmd = papermill_command(runs, device="cpu", iterations=7, retrain=True)
