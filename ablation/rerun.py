@@ -216,8 +216,8 @@ class Rerun:
                 "<p>Execute this page again, from the repository root (after "
                 "<code>pip install -e \".[book]\"</code> and fetching the data, see the "
                 "README); finished runs are reused:</p>"
-                f'<pre class="ablation-rerun-papermill"><code>{html.escape(self.papermill)}'
-                "</code></pre>"
+                '<pre class="ablation-rerun-papermill" style="white-space: pre-wrap">'
+                f"<code>{html.escape(self.papermill)}</code></pre>"
                 "<p>Each run of the page on its own (reused when finished; add "
                 "<code>--retrain</code> to train it again), with its metrics and checkpoint:"
                 "</p>"
