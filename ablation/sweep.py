@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ablation import paths
+from ablation import paths, slurm
 from ablation.book import (
     CONCLUSION,
     METHOD,
@@ -433,6 +433,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true",
                    help="wait for another sweep on the same folder instead of refusing")
     p.add_argument("--build", action="store_true", help="build the book afterwards")
+    slurm.add_arguments(p)  # --executor, --status, --no-wait, --slurm-*
     p.set_defaults(func=run)
     return p
 
@@ -460,6 +461,9 @@ def settings_from_args(args) -> Settings:
 def run(args) -> int:
     """``ablation sweep``: dry run, or sweep (and build); 1 if a page failed."""
     s = settings_from_args(args)
+    code = slurm.run(args, s)  # --status; --executor slurm: the runs as jobs, then the pages
+    if code is not None:
+        return code
     if args.dry_run:
         print(dry_run(s))
         return 0

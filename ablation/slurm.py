@@ -1,0 +1,488 @@
+"""``ablation sweep --executor slurm``: every run of a sweep as a SLURM job, through submitit.
+
+The book's pages train whatever run they miss, inside one notebook process on one machine.
+On a cluster that is the wrong place, so the SLURM executor first gets every run the selected
+pages show finished, one job per run (task, variant, scale, seed; the runs of one submission
+go out as one job array), waits for them, then executes the pages locally exactly as
+``--executor local`` does: they find every run finished and only read it.
+
+The results folder is the only coordination (no daemon, no database):
+
+- a run is *done* when its ``metrics.json`` carries the config hash that
+  :func:`ablation.runs.run_config` computes now: the local executor's own reuse test;
+- a run whose ``.lock`` (an flock: see :func:`ablation.runs.run_lock`) is held is being
+  trained by some process: it is not submitted;
+- each submission is recorded in the run's ``slurm/job.json`` (job id, config hash); a run
+  whose last job is still in the queue (``squeue``) is not submitted again. So a second
+  ``ablation sweep`` while jobs are queued submits nothing twice, and after ``--no-wait`` a
+  later sweep (any executor) picks up what finished. A failed or cancelled run is submitted
+  again by the next sweep.
+
+Logs: submitit's job folder ``<results>/<profile>/.slurm/<job id>/`` (stdout, stderr, the
+pickled call and its result), linked from the run's folder as ``slurm/<job id>``.
+
+Pre-emption and time limits (submitit's checkpoint protocol): submitit asks SLURM for SIGUSR2
+90 s before the time limit (``--signal=USR2@90``), and pre-emption sends it as well; submitit
+then calls :meth:`RunJob.checkpoint`, which hands back the same call, requeues the job and
+exits. The requeued job resumes from the run's ``state.pt`` (written atomically every
+``checkpoint_every`` iterations; weights, optimizer, schedule, RNG and iteration), so it ends
+bit-identical to an uninterrupted run; only the iterations since the last checkpoint are
+done twice. A job killed outright (``scancel``, a node failure) resumes the same way when the
+next ``ablation sweep`` resubmits it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablation.errors import AblationError, ConfigError
+
+EXECUTORS = ("local", "slurm")
+JOBS_DIR = ".slurm"  # submitit's job folders, under <results>/<profile>/
+RECORD = "job.json"  # <run>/slurm/job.json: the run's submissions
+LIVE = {"PENDING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "queued",
+        "REQUEUE_FED": "queued", "CONFIGURING": "running", "RUNNING": "running",
+        "COMPLETING": "running", "SUSPENDED": "running", "STOPPED": "running",
+        "SIGNALING": "running", "STAGE_OUT": "running", "RESIZING": "running"}
+MAX_REQUEUES = 4  # requeues after a time limit (submitit counts pre-emptions apart)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one run's job asks for. ``hours`` is the time limit; a run that needs longer is
+    requeued (at most ``MAX_REQUEUES`` times) and resumes from its checkpoint."""
+
+    gpus: int
+    cpus: int
+    mem_gb: int
+    hours: float
+
+
+RESOURCES = {
+    # seconds of training; 1 core each so that two jobs share a 2-core test node
+    "smoke": Resources(gpus=0, cpus=1, mem_gb=4, hours=0.25),
+    # 2,000 iterations: ~7 min a run on 2 cores, plus the full benchmark evaluation
+    "cpu": Resources(gpus=0, cpus=2, mem_gb=8, hours=2.0),
+    # 300k iterations on DIV2K: ~10 GPU-hours a variant in the original study; patches are
+    # sampled on the GPU, so a few cores suffice (evaluation and the decoded-image cache)
+    "paper": Resources(gpus=1, cpus=4, mem_gb=32, hours=12.0),
+}
+
+
+class SubmitError(AblationError):
+    """sbatch refused the jobs (bad partition, account or option) or SLURM is missing."""
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """The command line's SLURM options."""
+
+    partition: str | None = None
+    account: str | None = None
+    extra: tuple[tuple[str, str | bool], ...] = ()  # --slurm-opt KEY=VALUE, passed to sbatch
+    wait: bool = True  # False: --no-wait
+    poll: float = 15.0  # seconds between looks at the queue and the results folder
+
+
+# --------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True)
+class RunJob:
+    """One run as a SLURM job: what submitit pickles and calls on the node. Its arguments
+    are the ones a task page passes to ``run_variant``, so the config hash is the same."""
+
+    key: str  # 'task04/baseline/x2/seed0'
+    profile: str
+    results_dir: str
+    data_dir: str | None
+    device: str = "auto"
+    iterations: int | None = None
+
+    def __call__(self) -> dict:
+        import torch
+
+        from ablation.runs import run_variant
+
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        if cpus:  # the job's share, not every core of the node
+            torch.set_num_threads(int(cpus))
+        task, variant, scale, seed = parse_key(self.key)
+        m = run_variant(task, variant, scale, self.profile, seed, results_dir=self.results_dir,
+                        data_dir=self.data_dir, device=self.device, iterations=self.iterations)
+        return {k: m.get(k) for k in ("config_hash", "sets", "train_seconds", "reused")}
+
+    def checkpoint(self, *args, **kwargs):
+        """submitit calls this on SIGUSR2 (time limit near, pre-emption): requeue the same
+        call; ``train`` resumes from the run's ``state.pt``."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+KEY_RE = re.compile(r"task(\d+)/([^/]+)/x(\d+)/seed(\d+)")
+
+
+def parse_key(key: str) -> tuple[int, str, int, int]:
+    """'task04/baseline/x2/seed0' -> (4, 'baseline', 2, 0): the inverse of PlannedRun.key."""
+    m = KEY_RE.fullmatch(key)
+    if m is None:
+        raise ConfigError(f"{key!r} is not a run key like task04/baseline/x2/seed0")
+    return int(m[1]), m[2], int(m[3]), int(m[4])
+
+
+# --------------------------------------------------------------------------- run states
+
+
+@dataclass
+class RunState:
+    """Where one run stands: done, running, queued, failed or todo (not submitted)."""
+
+    key: str
+    state: str
+    job_id: str = ""
+    detail: str = ""  # failed: the job's end state and its log's last line
+
+
+def sweep_runs(s) -> list[str]:
+    """Every run the sweep's pages show (keys, page order, each once)."""
+    from ablation.sweep import plan
+
+    return list(dict.fromkeys(k for job in plan(s) for k in job.expected_runs))
+
+
+def expected_hash(s, key: str) -> str:
+    """The config hash the sweep's pages would give this run (see RunJob)."""
+    from ablation.runs import run_config
+
+    task, variant, scale, seed = parse_key(key)
+    return run_config(task, variant, scale, s.profile, seed, s.data_dir, device=s.device,
+                      iterations=s.iterations)[1]
+
+
+def read_record(run_folder: Path) -> list[dict]:
+    """The run's submissions, oldest first ([] when none)."""
+    try:
+        return json.loads((run_folder / "slurm" / RECORD).read_text())["jobs"]
+    except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError):
+        return []
+
+
+def lock_held(run_folder: Path) -> bool:
+    """True while some process holds the run's flock (probes it without waiting)."""
+    lock = run_folder / ".lock"
+    if not lock.exists():
+        return False
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def queue_states() -> dict[str, str] | None:
+    """Job id -> SLURM state of this user's jobs, recently ended ones included (``squeue -t
+    all`` keeps them for MinJobAge); None when squeue is not available here."""
+    if shutil.which("squeue") is None:
+        return None
+    proc = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(),
+                           "-o", "%i|%T"], capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        return None
+    return dict(line.split("|", 1) for line in proc.stdout.split() if "|" in line)
+
+
+def ended_states(job_ids: list[str]) -> dict[str, str]:
+    """End states from accounting (``sacct``) for jobs squeue has forgotten; {} without it."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    proc = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j",
+                           ",".join(job_ids)], capture_output=True, text=True, timeout=60)
+    out = {}
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        job, _, state = line.partition("|")
+        out[job] = state.split()[0] if state else ""
+    return out
+
+
+def run_states(s, keys: list[str], hashes: dict[str, str] | None = None) -> list[RunState]:
+    """The state of every run in ``keys`` (one squeue call). ``hashes``: the runs' expected
+    config hashes, when the caller already has them."""
+    from ablation.sweep import run_hash
+
+    hashes = hashes or {key: expected_hash(s, key) for key in keys}
+    records = {key: read_record(s.results_root / key) for key in keys}
+    queue = queue_states() if any(records.values()) else {}
+    states = []
+    for key in keys:
+        folder = s.results_root / key
+        last = records[key][-1] if records[key] else None
+        job_id = last["job_id"] if last else ""
+        if run_hash(s.results_root, key) == hashes[key]:
+            states.append(RunState(key, "done", job_id))
+        elif last and queue is not None and queue.get(job_id) in LIVE:
+            states.append(RunState(key, LIVE[queue[job_id]], job_id))
+        elif lock_held(folder):
+            states.append(RunState(key, "running", "", "its lock is held by a process"))
+        elif last and last.get("config_hash") != hashes[key]:
+            states.append(RunState(key, "todo", "", f"job {job_id} ran another configuration"))
+        elif last and queue is None:
+            states.append(RunState(key, "unknown", job_id, "squeue is not available here"))
+        elif last:
+            states.append(RunState(key, "failed", job_id, ""))
+        else:
+            states.append(RunState(key, "todo"))
+    failed = [st for st in states if st.state == "failed"]
+    ended = ended_states([st.job_id for st in failed if st.job_id not in (queue or {})])
+    for st in failed:
+        end = (queue or {}).get(st.job_id) or ended.get(st.job_id) or "ENDED"
+        st.detail = f"{end}: {last_log_line(job_folder(s, st.job_id), st.job_id)}"
+    return states
+
+
+def job_folder(s, job_id: str) -> Path:
+    """submitit's folder of one job (logs, pickles)."""
+    return s.results_root / JOBS_DIR / job_id
+
+
+SUBMITIT_LOG = re.compile(r"^submitit (DEBUG|INFO|WARNING|ERROR|CRITICAL) \(")
+
+
+def last_log_line(folder: Path, job_id: str) -> str:
+    """The last informative line of the job's logs (stderr, then stdout): the error of a
+    failed run, or SLURM's 'CANCELLED' notice; srun's and submitit's own lines are skipped."""
+    for name in (f"{job_id}_0_log.err", f"{job_id}_0_log.out"):
+        try:
+            text = (folder / name).read_text(errors="replace")
+        except FileNotFoundError:
+            continue
+        lines = [x.strip() for x in re.split(r"[\r\n]+", text)]
+        lines = [x for x in lines if x and not x.startswith("srun: ")
+                 and not SUBMITIT_LOG.match(x)]
+        if lines:
+            line = lines[-1]
+            return line if len(line) <= 300 else line[:297] + "..."
+    return f"no log in {folder} (the job never started)"
+
+
+# --------------------------------------------------------------------------- submitting
+
+
+def sbatch_parameters(profile: str, opts: SlurmOptions) -> dict:
+    """submitit's SlurmExecutor parameters: the profile's resources plus the options."""
+    r = RESOURCES[profile]
+    params = dict(job_name=f"ablation-{profile}", nodes=1, ntasks_per_node=1,
+                  cpus_per_task=r.cpus, mem=f"{r.mem_gb}GB", time=max(1, round(r.hours * 60)))
+    if r.gpus:
+        params["gpus_per_node"] = r.gpus
+    if opts.partition:
+        params["partition"] = opts.partition
+    if opts.account:
+        params["account"] = opts.account
+    if opts.extra:
+        params["additional_parameters"] = dict(opts.extra)
+    return params
+
+
+def submit(s, opts: SlurmOptions, keys: list[str]) -> list[str]:
+    """Submit one job per run (one array when several); record each in the run's folder.
+    Returns the job ids, in the order of ``keys``."""
+    if not keys:
+        return []
+    if shutil.which("sbatch") is None:
+        raise SubmitError("sbatch not found: run the slurm executor on a SLURM login node, or "
+                          "use --executor local")
+    import submitit
+
+    executor = submitit.SlurmExecutor(folder=s.results_root / JOBS_DIR / "%j",
+                                      max_num_timeout=MAX_REQUEUES)
+    executor.update_parameters(**sbatch_parameters(s.profile, opts))
+    calls = [RunJob(key, s.profile, str(s.results_dir), s.data_dir, s.device, s.iterations)
+             for key in keys]
+    try:  # submitit prints sbatch's complaint too: it goes into the one-line error instead
+        with executor.batch(), contextlib.redirect_stderr(io.StringIO()):
+            jobs = [executor.submit(call) for call in calls]
+    except submitit.core.utils.FailedJobError as exc:
+        first = (str(exc).strip().splitlines() or ["no message"])[-1]
+        raise SubmitError(f"sbatch refused the jobs: {first}; check --slurm-partition, "
+                          "--slurm-account and --slurm-opt") from None
+    ids = [job.job_id for job in jobs]
+    for key, job_id in zip(keys, ids, strict=True):
+        record_job(s, key, job_id)
+    return ids
+
+
+def record_job(s, key: str, job_id: str) -> None:
+    """Append the job to ``<run>/slurm/job.json`` and link its folder there."""
+    from ablation.images import atomic_write_text
+
+    slurm_dir = s.results_root / key / "slurm"
+    slurm_dir.mkdir(parents=True, exist_ok=True)
+    link = slurm_dir / job_id
+    if not link.is_symlink():
+        link.symlink_to(os.path.relpath(job_folder(s, job_id), slurm_dir))
+    jobs = read_record(s.results_root / key) + [dict(
+        job_id=job_id, config_hash=expected_hash(s, key), profile=s.profile,
+        submitted=time.strftime("%Y-%m-%dT%H:%M:%S"))]
+    atomic_write_text(slurm_dir / RECORD, json.dumps(dict(jobs=jobs), indent=2))
+
+
+# --------------------------------------------------------------------------- the executor
+
+
+def counts(states: list[RunState]) -> str:
+    """'5 runs: 2 done, 1 running, 1 queued, 1 failed, 0 to run'."""
+    n = {k: sum(st.state == k for st in states)
+         for k in ("done", "running", "queued", "failed", "todo", "unknown")}
+    text = (f"{len(states)} runs: {n['done']} done, {n['running']} running, {n['queued']} "
+            f"queued, {n['failed']} failed, {n['todo']} to run")
+    return text + (f", {n['unknown']} unknown" if n["unknown"] else "")
+
+
+def status_report(s, states: list[RunState] | None = None) -> str:
+    """``ablation sweep --status``: one line per run of the selection."""
+    states = run_states(s, sweep_runs(s)) if states is None else states
+    lines = [f"status (profile {s.profile}, results {s.results_root}): {counts(states)}"]
+    for st in states:
+        job = f"job {st.job_id}" if st.job_id and st.state != "done" else ""
+        name = "to run" if st.state == "todo" else st.state
+        detail = f"  {st.detail}" if st.detail else ""
+        log = (f" (log: {job_folder(s, st.job_id) / f'{st.job_id}_0_log.err'})"
+               if st.state == "failed" else "")
+        lines.append(f"  {name:8s} {st.key:34s} {job}{detail}{log}".rstrip())
+    return "\n".join(lines)
+
+
+def cost(n_jobs: int, profile: str) -> str:
+    """Upper bound of what ``n_jobs`` runs cost: every job running to its time limit."""
+    r = RESOURCES[profile]
+    unit, per_job = ("GPU", r.gpus) if r.gpus else ("CPU core", r.cpus)
+    return (f"{n_jobs} jobs x {per_job} {unit}{'s' if per_job > 1 else ''} x at most "
+            f"{r.hours:g} h = at most {n_jobs * per_job * r.hours:g} {unit}-hours")
+
+
+def dry_run(s, opts: SlurmOptions) -> str:
+    """What ``--executor slurm`` would submit, with the resources and the cost bound."""
+    states = run_states(s, sweep_runs(s))
+    todo = [st for st in states if st.state in ("todo", "failed")]
+    r = RESOURCES[s.profile]
+    lines = [status_report(s, states),
+             f"would submit {len(todo)} jobs, each {r.gpus} GPU, {r.cpus} CPUs, {r.mem_gb} GB, "
+             f"time limit {r.hours:g} h; {cost(len(todo), s.profile)}"]
+    return "\n".join(lines)
+
+
+def wait_for(s, keys: list[str], poll: float) -> list[RunState]:
+    """Poll until no run is queued or running; print a line whenever the counts change."""
+    last, hashes = "", {key: expected_hash(s, key) for key in keys}
+    while True:
+        states = run_states(s, keys, hashes)
+        now = counts(states)
+        if now != last:
+            print(f"slurm: {now}", file=sys.stderr, flush=True)
+            last = now
+        if not any(st.state in ("queued", "running", "unknown") for st in states):
+            return states
+        time.sleep(poll)
+
+
+def execute(s, opts: SlurmOptions, lock_wait: bool = False,
+            keys: list[str] | None = None) -> int | None:
+    """Get every run of the sweep (or ``keys``) finished on SLURM. Returns None when all are
+    done (the caller then executes the pages), else the exit code (0 after --no-wait, 1 on
+    failures)."""
+    from ablation.sweep import sweep_lock
+
+    keys = sweep_runs(s) if keys is None else keys
+    with sweep_lock(s.results_root, lock_wait):  # two submitting sweeps can't race
+        states = run_states(s, keys)
+        todo = [st.key for st in states if st.state in ("todo", "failed")]
+        ids = submit(s, opts, todo)
+    busy = sum(st.state in ("queued", "running") for st in states)
+    done = sum(st.state == "done" for st in states)
+    array = f" (job {ids[0].split('_')[0]})" if ids else ""
+    print(f"slurm: {len(keys)} runs: {done} done, {len(ids)} submitted{array}, {busy} already "
+          "queued or running")
+    if not opts.wait:
+        print("not waiting (--no-wait): `ablation sweep --status` lists the runs; the same "
+              "sweep command again picks up the finished ones and executes the pages")
+        return 0
+    try:
+        states = wait_for(s, keys, opts.poll)
+    except KeyboardInterrupt:
+        print("\nstopped waiting; the jobs keep running: `ablation sweep --status` lists them",
+              file=sys.stderr)
+        return 130
+    failed = [st for st in states if st.state != "done"]
+    if failed:
+        print(status_report(s, states))
+        print(f"slurm: {len(failed)} runs failed; pages not executed (fix the cause, then rerun "
+              "the same command: finished runs are kept, failed ones resubmitted)")
+        return 1
+    return None
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _slurm_opt(text: str) -> tuple[str, str | bool]:
+    """argparse type: 'qos=high' -> ('qos', 'high'); 'exclusive' -> ('exclusive', True)."""
+    import argparse
+
+    key, eq, value = text.partition("=")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) or (eq and not value):
+        raise argparse.ArgumentTypeError(f"--slurm-opt {text!r}: use KEY=VALUE (an sbatch "
+                                         "option without its dashes), e.g. qos=high")
+    return key, (value if eq else True)
+
+
+def add_arguments(p) -> None:
+    """The sweep's executor options (registered by ``ablation.sweep.add_parser``)."""
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: train inside the page notebooks (default); slurm: one SLURM "
+                        "job per run via submitit, then the pages here")
+    p.add_argument("--status", action="store_true",
+                   help="list the selection's runs: done, running, queued, failed, to run")
+    p.add_argument("--no-wait", action="store_true",
+                   help="slurm: return after submitting; rerun the sweep to pick up results")
+    p.add_argument("--slurm-partition", default=None, help="slurm: partition to submit to")
+    p.add_argument("--slurm-account", default=None, help="slurm: account to charge")
+    p.add_argument("--slurm-opt", type=_slurm_opt, action="append", default=[],
+                   metavar="KEY=VALUE", help="slurm: any other sbatch option, e.g. qos=high "
+                                             "(repeatable)")
+    p.add_argument("--slurm-poll", type=float, default=15.0, metavar="SECONDS",
+                   help="slurm: seconds between looks at the queue (default 15)")
+
+
+def run(args, s) -> int | None:
+    """The sweep's executor step, before the pages: None means every run is finished (or the
+    local executor trains in the pages): go on and execute them; else the exit code."""
+    if args.status:
+        print(status_report(s))
+        return 0
+    if args.executor == "local":
+        if args.no_wait:
+            raise ConfigError("--no-wait only applies to --executor slurm")
+        return None
+    if args.slurm_poll <= 0:
+        raise ConfigError(f"--slurm-poll must be > 0 seconds, got {args.slurm_poll}")
+    opts = SlurmOptions(args.slurm_partition, args.slurm_account, tuple(args.slurm_opt),
+                        wait=not args.no_wait, poll=args.slurm_poll)
+    if args.dry_run:
+        print(dry_run(s, opts))
+        return 0
+    return execute(s, opts, lock_wait=args.wait)
