@@ -260,13 +260,12 @@ def train(
                           "files; resolve it with the data (resolve_run without fingerprint)")
     config, spec, scale, chash = run.config, run.spec, run.scale, run.config_hash
     rank, world = dist_info()
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
-        torch.distributed.init_process_group(backend)
     device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
+    if device.type == "cuda" and world > 1:  # one GPU per process, bound before NCCL starts
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(device)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     out = Path(out_dir) if out_dir is not None else None
     writer = rank == 0 and out is not None
 
@@ -321,7 +320,7 @@ def train(
     autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                 else contextlib.nullcontext())
     model.train()
-    with reuse_freed_memory(device.type == "cpu"):  # see ablation.hostmem
+    with reuse_freed_memory(device.type == "cpu"), compiled_backward(config.compile):
         try:
             for it in range(start, config.iterations):
                 ld = train_step(net, sampler, loss_fn, optimizer, scaler, autocast,
@@ -378,6 +377,21 @@ def _diverged(what: str, state_path: Path | None, fix: str) -> TrainingDiverged:
     kept = f"; last good checkpoint kept: {state_path}" if state_path and state_path.exists() \
         else ""
     return TrainingDiverged(f"{what}{kept}; {fix}")
+
+
+def compiled_backward(compiled: bool):
+    """What torch.compile must assume of the backward pass (read when it traces a graph).
+
+    ``train_step`` runs the backward outside autocast (the AMP recipe), but torch.compile
+    traces the backward with the forward and by default assumes the forward's autocast
+    ("same_as_forward"); "off" is what eager mode does here (PyTorch docs: "torch.compile has
+    different autograd semantics"; ``torch._functorch.config.backward_pass_autocast``).
+    """
+    from torch._functorch import config as functorch_config
+
+    if not compiled or not hasattr(functorch_config, "backward_pass_autocast"):  # older torch
+        return contextlib.nullcontext()
+    return functorch_config.patch(backward_pass_autocast="off")
 
 
 def train_step(net, sampler: PatchSampler, loss_fn, optimizer, scaler, autocast,
