@@ -44,7 +44,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablation.errors import AblationError, ConfigError
@@ -79,6 +79,12 @@ RESOURCES = {
     # sampled on the GPU, so a few cores suffice (evaluation and the decoded-image cache)
     "paper": Resources(gpus=1, cpus=4, mem_gb=32, hours=12.0),
 }
+
+
+def job_resources(key: str, profile: str) -> Resources:
+    """The profile's resources; a bicubic run (evaluation only, no network) needs no GPU."""
+    r = RESOURCES[profile]
+    return replace(r, gpus=0, hours=min(r.hours, 1.0)) if parse_key(key)[1] == "bicubic" else r
 
 
 class SubmitError(AblationError):
@@ -282,9 +288,8 @@ def last_log_line(folder: Path, job_id: str) -> str:
 # --------------------------------------------------------------------------- submitting
 
 
-def sbatch_parameters(profile: str, opts: SlurmOptions) -> dict:
-    """submitit's SlurmExecutor parameters: the profile's resources plus the options."""
-    r = RESOURCES[profile]
+def sbatch_parameters(profile: str, r: Resources, opts: SlurmOptions) -> dict:
+    """submitit's SlurmExecutor parameters: a job's resources plus the options."""
     params = dict(job_name=f"ablation-{profile}", nodes=1, ntasks_per_node=1,
                   cpus_per_task=r.cpus, mem=f"{r.mem_gb}GB", time=max(1, round(r.hours * 60)))
     if r.gpus:
@@ -299,31 +304,41 @@ def sbatch_parameters(profile: str, opts: SlurmOptions) -> dict:
 
 
 def submit(s, opts: SlurmOptions, keys: list[str]) -> list[str]:
-    """Submit one job per run (one array when several); record each in the run's folder.
-    Returns the job ids, in the order of ``keys``."""
+    """Submit one job per run (one array per set of resources); record each in the run's
+    folder. Returns the job ids, in the order of ``keys``."""
     if not keys:
         return []
     if shutil.which("sbatch") is None:
         raise SubmitError("sbatch not found: run the slurm executor on a SLURM login node, or "
                           "use --executor local")
+    groups: dict[Resources, list[str]] = {}
+    for key in keys:
+        groups.setdefault(job_resources(key, s.profile), []).append(key)
+    ids = {}
+    for resources, group in groups.items():
+        ids.update(zip(group, _submit_array(s, opts, resources, group), strict=True))
+    for key in keys:
+        record_job(s, key, ids[key])
+    return [ids[key] for key in keys]
+
+
+def _submit_array(s, opts: SlurmOptions, resources: Resources, keys: list[str]) -> list[str]:
+    """One sbatch (an array when several runs) through submitit; the job ids."""
     import submitit
 
     executor = submitit.SlurmExecutor(folder=s.results_root / JOBS_DIR / "%j",
                                       max_num_timeout=MAX_REQUEUES)
-    executor.update_parameters(**sbatch_parameters(s.profile, opts))
+    executor.update_parameters(**sbatch_parameters(s.profile, resources, opts))
     calls = [RunJob(key, s.profile, str(s.results_dir), s.data_dir, s.device, s.iterations)
              for key in keys]
     try:  # submitit prints sbatch's complaint too: it goes into the one-line error instead
-        with executor.batch(), contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stderr(io.StringIO()), executor.batch():
             jobs = [executor.submit(call) for call in calls]
     except submitit.core.utils.FailedJobError as exc:
         first = (str(exc).strip().splitlines() or ["no message"])[-1]
         raise SubmitError(f"sbatch refused the jobs: {first}; check --slurm-partition, "
                           "--slurm-account and --slurm-opt") from None
-    ids = [job.job_id for job in jobs]
-    for key, job_id in zip(keys, ids, strict=True):
-        record_job(s, key, job_id)
-    return ids
+    return [job.job_id for job in jobs]
 
 
 def record_job(s, key: str, job_id: str) -> None:
@@ -367,22 +382,28 @@ def status_report(s, states: list[RunState] | None = None) -> str:
     return "\n".join(lines)
 
 
-def cost(n_jobs: int, profile: str) -> str:
-    """Upper bound of what ``n_jobs`` runs cost: every job running to its time limit."""
-    r = RESOURCES[profile]
-    unit, per_job = ("GPU", r.gpus) if r.gpus else ("CPU core", r.cpus)
-    return (f"{n_jobs} jobs x {per_job} {unit}{'s' if per_job > 1 else ''} x at most "
-            f"{r.hours:g} h = at most {n_jobs * per_job * r.hours:g} {unit}-hours")
+def cost(keys: list[str], profile: str) -> str:
+    """Upper bound of what the runs ``keys`` cost: every job running to its time limit."""
+    jobs = [job_resources(key, profile) for key in keys]
+    gpu = [r for r in jobs if r.gpus]
+    if gpu:
+        hours = sum(r.gpus * r.hours for r in gpu)
+        text = f"{len(gpu)} GPU jobs, at most {hours:g} GPU-hours (time limits)"
+        cpu_only = len(jobs) - len(gpu)
+        return text + (f" + {cpu_only} CPU-only jobs (bicubic)" if cpu_only else "")
+    hours = sum(r.cpus * r.hours for r in jobs)
+    return f"{len(jobs)} CPU jobs, at most {hours:g} CPU core-hours (time limits)"
 
 
 def dry_run(s, opts: SlurmOptions) -> str:
     """What ``--executor slurm`` would submit, with the resources and the cost bound."""
     states = run_states(s, sweep_runs(s))
-    todo = [st for st in states if st.state in ("todo", "failed")]
+    todo = [st.key for st in states if st.state in ("todo", "failed")]
     r = RESOURCES[s.profile]
+    gpus = f"{r.gpus} GPU, " if r.gpus else ""
     lines = [status_report(s, states),
-             f"would submit {len(todo)} jobs, each {r.gpus} GPU, {r.cpus} CPUs, {r.mem_gb} GB, "
-             f"time limit {r.hours:g} h; {cost(len(todo), s.profile)}"]
+             f"would submit {len(todo)} jobs, each {gpus}{r.cpus} CPUs, {r.mem_gb} GB, time "
+             f"limit {r.hours:g} h (bicubic: no GPU); {cost(todo, s.profile)}"]
     return "\n".join(lines)
 
 
