@@ -3,6 +3,7 @@
 #   make test                 set up .venv and run the whole test suite (what CI runs)
 #   make publish              build the book from the committed cpu results (training nothing)
 #                             and push it to the gh-pages branch (refuses a dirty tree)
+#   make gpu-check            on a machine with a CUDA GPU: the GPU check (prints "no GPU" else)
 # Options: PROFILE=cpu|smoke|paper  TASKS=1,3  SCALES=2 (default: every task and scale)
 #          MIRROR=../shared/datasets (offline data)
 #          RESULTS=DIR (another results folder: an empty one retrains everything from scratch)
@@ -23,7 +24,7 @@ RESULTS_FLAG := $(if $(RESULTS),--results $(RESULTS),)
 PYTEST_ARGS ?=
 REMOTE ?= origin
 
-.PHONY: venv data sweep book publish test test-fast lint clean-book
+.PHONY: venv data sweep book publish test test-fast lint clean-book gpu-check
 
 $(BIN)/.installed: pyproject.toml .ci/install-torch.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,6 +54,9 @@ test: venv
 
 test-fast: venv
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+gpu-check: venv
+	$(BIN)/python benchmarks/gpu_check.py $(MIRROR_FLAG) --json gpu_check.json
 
 lint: venv
 	$(BIN)/ruff check ablation tests benchmarks
