@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Stop the SLURM daemons that .ci/slurm-up.sh started (listed in $ABLATION_SLURM_DIR/started),
-# newest first; daemons it found already running are left alone.
+# Stop the SLURM daemons that .ci/slurm-up.sh started (listed in $ABLATION_SLURM_STARTED,
+# default $ABLATION_SLURM_DIR/started), newest first; daemons it found running are left alone.
 set -euo pipefail
 DIR=${ABLATION_SLURM_DIR:-/var/lib/ablation-slurm}
-[ -f "$DIR/started" ] || exit 0
+STARTED=${ABLATION_SLURM_STARTED:-$DIR/started}
+[ -f "$STARTED" ] || exit 0
 
 pidfile() {
   case $1 in
@@ -12,7 +13,7 @@ pidfile() {
   esac
 }
 
-for daemon in $(tac "$DIR/started"); do
+for daemon in $(tac "$STARTED"); do
   f=$(pidfile "$daemon")
   if [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then
     pid=$(cat "$f")
@@ -21,4 +22,4 @@ for daemon in $(tac "$DIR/started"); do
     echo "slurm-down: stopped $daemon (pid $pid)"
   fi
 done
-rm -f "$DIR/started"
+rm -f "$STARTED"

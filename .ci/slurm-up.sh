@@ -10,10 +10,12 @@
 # The node gets this machine's CPUs and memory (`slurmd -C`), one partition, auth/munge,
 # proctrack/linuxproc, select/cons_tres with cores and memory as consumable resources, no
 # cgroups and no accounting database. State, spool, logs and pid files live in
-# $ABLATION_SLURM_DIR (default /var/lib/ablation-slurm); the list of daemons started here is
-# in $ABLATION_SLURM_DIR/started, which slurm-down.sh reads.
+# $ABLATION_SLURM_DIR (default /var/lib/ablation-slurm). The daemons this call starts are
+# appended to $ABLATION_SLURM_STARTED (default $ABLATION_SLURM_DIR/started), which
+# slurm-down.sh reads: give each caller its own file and each stops only what it started.
 set -euo pipefail
 DIR=${ABLATION_SLURM_DIR:-/var/lib/ablation-slurm}
+STARTED=${ABLATION_SLURM_STARTED:-$DIR/started}
 CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
 MARK="# written by sr-ablation .ci/slurm-up.sh"
 
@@ -41,7 +43,7 @@ fi
 [ "$(id -u)" -eq 0 ] || die "starting the SLURM daemons needs root"
 
 mkdir -p "$DIR"/state "$DIR"/spool "$(dirname "$CONF")"
-touch "$DIR/started"
+touch "$STARTED"
 
 # --- munge: a key (the package makes one; make it if missing) and the daemon
 if [ ! -s /etc/munge/munge.key ]; then
@@ -58,7 +60,7 @@ if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
   else
     munged --force
   fi
-  echo munged >> "$DIR/started"
+  echo munged >> "$STARTED"
   for _ in $(seq 50); do munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
   munge -n </dev/null | unmunge >/dev/null || die "munged did not start (see /var/log/munge/munged.log)"
 fi
@@ -104,11 +106,11 @@ alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 if ! alive "$DIR/slurmctld.pid"; then
   slurmctld -i
-  echo slurmctld >> "$DIR/started"
+  echo slurmctld >> "$STARTED"
 fi
 if ! alive "$DIR/slurmd.pid"; then
   slurmd
-  echo slurmd >> "$DIR/started"
+  echo slurmd >> "$STARTED"
 fi
 
 for _ in $(seq 100); do

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import getpass
 import io
 import json
 import os
@@ -201,12 +200,13 @@ def lock_held(run_folder: Path) -> bool:
 
 
 def queue_states() -> dict[str, str] | None:
-    """Job id -> SLURM state of this user's jobs, recently ended ones included (``squeue -t
-    all`` keeps them for MinJobAge); None when squeue is not available here."""
+    """Job id -> SLURM state of every job the controller knows, recently ended ones included
+    (``squeue -t all`` keeps them for MinJobAge); every user's, as a group may share one
+    results folder; None when squeue is not available here."""
     if shutil.which("squeue") is None:
         return None
-    proc = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-u", getpass.getuser(),
-                           "-o", "%i|%T"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T"],
+                          capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         return None
     return dict(line.split("|", 1) for line in proc.stdout.split() if "|" in line)

@@ -44,7 +44,7 @@ def _cluster_answers() -> bool:
 
 
 @pytest.fixture(scope="session")
-def slurm_cluster():
+def slurm_cluster(tmp_path_factory):
     """A SLURM cluster that answers: the one running, or .ci/slurm-up.sh's (stopped after)."""
     if _cluster_answers():
         yield
@@ -54,13 +54,17 @@ def slurm_cluster():
     if missing and not in_ci:
         pytest.skip(f"SLURM is not installed ({', '.join(missing)} missing): run "
                     ".ci/slurm-up.sh as root to install and start a one-node cluster")
+    env = {**os.environ, "ABLATION_SLURM_STARTED": str(tmp_path_factory.mktemp("slurm") /
+                                                        "started")}  # what this fixture starts
     up = subprocess.run(["bash", str(REPO / ".ci" / "slurm-up.sh")], capture_output=True,
-                        text=True, timeout=900)
-    if up.returncode != 0 or not _cluster_answers():
-        pytest.fail(f"could not start SLURM with .ci/slurm-up.sh: {up.stdout[-1500:]}"
-                    f"{up.stderr[-1500:]}")
-    yield
-    subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120)
+                        text=True, timeout=900, env=env)
+    try:
+        if up.returncode != 0 or not _cluster_answers():
+            pytest.fail(f"could not start SLURM with .ci/slurm-up.sh: {up.stdout[-1500:]}"
+                        f"{up.stderr[-1500:]}")
+        yield
+    finally:
+        subprocess.run(["bash", str(REPO / ".ci" / "slurm-down.sh")], timeout=120, env=env)
 
 
 def cli(tmp_path: Path, data_dir: Path, *extra: str, results: str = "results") -> list[str]:
