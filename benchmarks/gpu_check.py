@@ -73,12 +73,20 @@ from ablation import data, paths  # noqa: E402
 from ablation.cache import load_decoded  # noqa: E402
 from ablation.checkpoint import read_checkpoint  # noqa: E402
 from ablation.config import make_config  # noqa: E402
+from ablation.errors import AblationError  # noqa: E402
 from ablation.images import atomic_write_text  # noqa: E402
 from ablation.losses import make_loss  # noqa: E402
 from ablation.models import build_model, flops_per_output_pixel  # noqa: E402
 from ablation.sampler import PatchSampler  # noqa: E402
 from ablation.tasks import BASELINE, EDSR_BASELINE  # noqa: E402
-from ablation.train import autocast_dtype, compiled_backward, drop_small_images, train_step  # noqa: E402,E501
+from ablation.train import (  # noqa: E402
+    autocast_dtype,
+    compiled_backward,
+    data_fingerprint,
+    drop_small_images,
+    split_files,
+    train_step,
+)
 
 SCALE = 2
 MODELS = {"baseline": ("task4 baseline", BASELINE), "edsr": ("EDSR-baseline", EDSR_BASELINE)}
@@ -252,7 +260,7 @@ def resume_check(config, data_dir, device, at: int) -> dict:
                 passed=equal and stopped_at == at)
 
 
-def ddp_check(train_set: str, data_dir, n_gpus: int) -> dict:
+def ddp_check(train_set: str, data_dir, n_gpus: int, timeout: float) -> dict:
     """``train`` under torchrun over every GPU (NCCL); the replicas' weights must agree."""
     with tempfile.TemporaryDirectory(prefix="gpu-check-ddp-") as tmp:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
@@ -260,7 +268,7 @@ def ddp_check(train_set: str, data_dir, n_gpus: int) -> dict:
                "--train-set", train_set]
         if data_dir:
             cmd += ["--data-dir", str(data_dir)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             return dict(gpus=n_gpus, passed=False, error=last)
@@ -299,10 +307,11 @@ def run_checks(args, device: torch.device) -> dict:
     train_set = args.train_set or pick_train_set(args.data_dir)
     config = make_config("paper", train_set=train_set, batch_size=args.batch_size,
                          lr_patch=args.lr_patch)  # None: the profile's
-    files = drop_small_images(data.train_files(train_set, args.data_dir), SCALE,
-                              config.lr_patch, strict=False)
-    decoded = load_decoded(files, SCALE, paths.data_dir(args.data_dir) / "cache",
-                           label=train_set, min_lr_size=config.lr_patch)
+    train_files, val_files = split_files(config, args.data_dir)  # as train() splits them
+    files = drop_small_images(train_files, SCALE, config.lr_patch, strict=False)
+    decoded = load_decoded(files, SCALE, paths.data_dir(args.data_dir) / "cache",  # train()'s
+                           label=Path(train_set).name, min_lr_size=config.lr_patch,
+                           fingerprint=data_fingerprint(train_files + val_files))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (rehearsal)"
     table = peak_bf16_tflops(name) if device.type == "cuda" else None
     measured = matmul_tflops(device, args.matmul_n)
@@ -348,7 +357,9 @@ def run_checks(args, device: torch.device) -> dict:
     report["resume"] = attempt("resume", lambda: resume_check(
         config, args.data_dir, device, args.resume_at))
     n_gpus = report["gpus_visible"]
-    report["ddp"] = attempt("ddp", lambda: ddp_check(train_set, args.data_dir, n_gpus)) \
+    ddp_timeout = max(60.0, args.budget_s + 60 - (time.perf_counter() - t_start))
+    report["ddp"] = attempt("ddp", lambda: ddp_check(train_set, args.data_dir, n_gpus,
+                                                     ddp_timeout)) \
         if n_gpus >= 2 else dict(passed=None, skipped=f"{n_gpus} GPU visible: DDP needs 2+")
     report["seconds"] = time.perf_counter() - t_start
     results = [r for m in report["models"].values() for r in m.values()]
@@ -438,9 +449,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if device.type == "cpu":
         print("CPU rehearsal: runs every step of the check on the CPU; the numbers mean nothing")
-    if args.mirror:
-        data.fetch("291", args.data_dir, args.mirror)
-    report = run_checks(args, device)
+    try:
+        if args.mirror:
+            data.fetch("291", args.data_dir, args.mirror)
+        report = run_checks(args, device)
+    except AblationError as exc:  # no data, a bad folder: one line, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     atomic_write_text(args.json, json.dumps(report, indent=2))
     print(summary(report))
     print(f"report: {args.json}")
