@@ -64,7 +64,7 @@ def test_cpu_rehearsal_runs_every_check(tmp_path, data_dir):
         [sys.executable, str(SCRIPT), "--device", "cpu", "--models", "baseline",
          "--batch-size", "2", "--lr-patch", "16", "--iters", "2", "--warmup", "1",
          "--loss-steps", "3", "--resume-at", "2", "--matmul-n", "128",
-         "--data-dir", str(data_dir), "--json", str(out)],
+         "--train-set", "t91", "--data-dir", str(data_dir), "--json", str(out)],
         cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.startswith("CPU rehearsal")
