@@ -161,20 +161,15 @@ class RunState:
     detail: str = ""  # failed: the job's end state and its log's last line
 
 
-def sweep_runs(s) -> list[str]:
-    """Every run the sweep's pages show (keys, page order, each once)."""
-    from ablation.sweep import plan
-
-    return list(dict.fromkeys(k for job in plan(s) for k in job.expected_runs))
-
-
 def expected_hash(s, key: str) -> str:
-    """The config hash the sweep's pages would give this run (see RunJob)."""
-    from ablation.runs import run_config
+    """The config hash the sweep's pages would give this run (see RunJob); the device is not
+    part of it (a login node without the jobs' GPU resolves the same hash)."""
+    from ablation.resolve import resolve_run
+    from ablation.tasks import get_task
 
     task, variant, scale, seed = parse_key(key)
-    return run_config(task, variant, scale, s.profile, seed, s.data_dir, device=s.device,
-                      iterations=s.iterations)[1]
+    return resolve_run(get_task(task).variant(variant), scale, s.profile, data_dir=s.data_dir,
+                       seed=seed, iterations=s.iterations).config_hash
 
 
 def read_record(run_folder: Path) -> list[dict]:
@@ -228,7 +223,7 @@ def ended_states(job_ids: list[str]) -> dict[str, str]:
 def run_states(s, keys: list[str], hashes: dict[str, str] | None = None) -> list[RunState]:
     """The state of every run in ``keys`` (one squeue call). ``hashes``: the runs' expected
     config hashes, when the caller already has them."""
-    from ablation.sweep import run_hash
+    from ablation.stamps import run_hash
 
     hashes = hashes or {key: expected_hash(s, key) for key in keys}
     records = {key: read_record(s.results_root / key) for key in keys}
@@ -343,7 +338,7 @@ def _submit_array(s, opts: SlurmOptions, resources: Resources, keys: list[str]) 
 
 def record_job(s, key: str, job_id: str) -> None:
     """Append the job to ``<run>/slurm/job.json`` and link its folder there."""
-    from ablation.images import atomic_write_text
+    from ablation.fs import atomic_write_text
 
     slurm_dir = s.results_root / key / "slurm"
     slurm_dir.mkdir(parents=True, exist_ok=True)
@@ -368,9 +363,8 @@ def counts(states: list[RunState]) -> str:
     return text + (f", {n['unknown']} unknown" if n["unknown"] else "")
 
 
-def status_report(s, states: list[RunState] | None = None) -> str:
+def status_report(s, states: list[RunState]) -> str:
     """``ablation sweep --status``: one line per run of the selection."""
-    states = run_states(s, sweep_runs(s)) if states is None else states
     lines = [f"status (profile {s.profile}, results {s.results_root}): {counts(states)}"]
     for st in states:
         job = f"job {st.job_id}" if st.job_id and st.state != "done" else ""
@@ -395,9 +389,9 @@ def cost(keys: list[str], profile: str) -> str:
     return f"{len(jobs)} CPU jobs, at most {hours:g} CPU core-hours (time limits)"
 
 
-def dry_run(s, opts: SlurmOptions) -> str:
+def dry_run(s, keys: list[str]) -> str:
     """What ``--executor slurm`` would submit, with the resources and the cost bound."""
-    states = run_states(s, sweep_runs(s))
+    states = run_states(s, keys)
     todo = [st.key for st in states if st.state in ("todo", "failed")]
     r = RESOURCES[s.profile]
     gpus = f"{r.gpus} GPU, " if r.gpus else ""
@@ -421,15 +415,12 @@ def wait_for(s, keys: list[str], poll: float) -> list[RunState]:
         time.sleep(poll)
 
 
-def execute(s, opts: SlurmOptions, lock_wait: bool = False,
-            keys: list[str] | None = None) -> int | None:
-    """Get every run of the sweep (or ``keys``) finished on SLURM. Returns None when all are
-    done (the caller then executes the pages), else the exit code (0 after --no-wait, 1 on
-    failures)."""
-    from ablation.sweep import sweep_lock
-
-    keys = sweep_runs(s) if keys is None else keys
-    with sweep_lock(s.results_root, lock_wait):  # two submitting sweeps can't race
+def execute(s, opts: SlurmOptions, keys: list[str], lock=None) -> int | None:
+    """Get the runs ``keys`` finished on SLURM. Returns None when all are done (the caller
+    then executes the pages), else the exit code (0 after --no-wait, 1 on failures).
+    ``lock``: a context manager held while deciding and submitting (the sweep's lock on the
+    results folder), so that two submitting sweeps can't race."""
+    with lock if lock is not None else contextlib.nullcontext():
         states = run_states(s, keys)
         todo = [st.key for st in states if st.state in ("todo", "failed")]
         ids = submit(s, opts, todo)
@@ -489,11 +480,12 @@ def add_arguments(p) -> None:
                    help="slurm: seconds between looks at the queue (default 15)")
 
 
-def run(args, s) -> int | None:
+def run(args, s, keys: list[str], lock) -> int | None:
     """The sweep's executor step, before the pages: None means every run is finished (or the
-    local executor trains in the pages): go on and execute them; else the exit code."""
+    local executor trains in the pages): go on and execute them; else the exit code.
+    ``keys``: the runs the sweep's pages show; ``lock``: the sweep's lock (see execute)."""
     if args.status:
-        print(status_report(s))
+        print(status_report(s, run_states(s, keys)))
         return 0
     if args.executor == "local":
         if args.no_wait:
@@ -504,6 +496,6 @@ def run(args, s) -> int | None:
     opts = SlurmOptions(args.slurm_partition, args.slurm_account, tuple(args.slurm_opt),
                         wait=not args.no_wait, poll=args.slurm_poll)
     if args.dry_run:
-        print(dry_run(s, opts))
+        print(dry_run(s, keys))
         return 0
-    return execute(s, opts, lock_wait=args.wait)
+    return execute(s, opts, keys, lock)

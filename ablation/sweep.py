@@ -128,6 +128,11 @@ def plan(s: Settings) -> list[Job]:
     return jobs
 
 
+def run_keys(s: Settings) -> list[str]:
+    """Every run the plan's pages show (keys, page order, each once): the slurm executor's."""
+    return list(dict.fromkeys(k for job in plan(s) for k in job.expected_runs))
+
+
 # --------------------------------------------------------------------------- executing
 
 
@@ -461,7 +466,8 @@ def settings_from_args(args) -> Settings:
 def run(args) -> int:
     """``ablation sweep``: dry run, or sweep (and build); 1 if a page failed."""
     s = settings_from_args(args)
-    code = slurm.run(args, s)  # --status; --executor slurm: the runs as jobs, then the pages
+    # --status; --executor slurm: the runs as SLURM jobs first, then the pages below
+    code = slurm.run(args, s, run_keys(s), sweep_lock(s.results_root, args.wait))
     if code is not None:
         return code
     if args.dry_run:

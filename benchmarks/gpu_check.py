@@ -74,17 +74,17 @@ from ablation.cache import load_decoded  # noqa: E402
 from ablation.checkpoint import read_checkpoint  # noqa: E402
 from ablation.config import make_config  # noqa: E402
 from ablation.errors import AblationError  # noqa: E402
-from ablation.images import atomic_write_text  # noqa: E402
+from ablation.fetch import fetch  # noqa: E402
+from ablation.fs import atomic_write_text  # noqa: E402
 from ablation.losses import make_loss  # noqa: E402
 from ablation.models import build_model, flops_per_output_pixel  # noqa: E402
+from ablation.resolve import data_fingerprint, split_files  # noqa: E402
 from ablation.sampler import PatchSampler  # noqa: E402
 from ablation.tasks import BASELINE, EDSR_BASELINE  # noqa: E402
 from ablation.train import (  # noqa: E402
     autocast_dtype,
     compiled_backward,
-    data_fingerprint,
     drop_small_images,
-    split_files,
     train_step,
 )
 
@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print("CPU rehearsal: runs every step of the check on the CPU; the numbers mean nothing")
     try:
         if args.mirror:
-            data.fetch("291", args.data_dir, args.mirror)
+            fetch("291", args.data_dir, args.mirror)
         report = run_checks(args, device)
     except AblationError as exc:  # no data, a bad folder: one line, as the CLI does
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,7 @@ import torch
 from ablation import slurm, sweep
 from ablation.checkpoint import read_checkpoint
 from ablation.config import PROFILE_NAMES
-from ablation.report import planned_runs
+from ablation.planning import planned_runs
 from ablation.runs import run_lock
 
 REPO = Path(__file__).resolve().parents[1]
