@@ -194,7 +194,7 @@ def test_smoke_sweep_on_slurm_matches_the_local_executor(slurm_cluster, data_dir
 
 @pytest.mark.slow
 def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_dir, tmp_path):
-    iters = 36  # checkpoints every 6 (the smoke profile)
+    iters = 60  # checkpoints every 6 (smoke); scancel kills KillWait (2 s) after its SIGTERM
     runs = {name: settings(tmp_path / name, data_dir, iterations=iters)
             for name in ("cancelled", "preempted", "reference")}
     opts = slurm.SlurmOptions(poll=1.0)
