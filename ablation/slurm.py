@@ -9,7 +9,7 @@ go out as one job array), waits for them, then executes the pages locally exactl
 The results folder is the only coordination (no daemon, no database):
 
 - a run is *done* when its ``metrics.json`` carries the config hash that
-  :func:`ablation.runs.run_config` computes now: the local executor's own reuse test;
+  :func:`ablation.resolve.resolve_run` gives it now: the local executor's own reuse test;
 - a run whose ``.lock`` (an flock: see :func:`ablation.runs.run_lock`) is held is being
   trained by some process: it is not submitted;
 - each submission is recorded in the run's ``slurm/job.json`` (job id, config hash); a run
@@ -81,9 +81,14 @@ RESOURCES = {
 
 
 def job_resources(key: str, profile: str) -> Resources:
-    """The profile's resources; a bicubic run (evaluation only, no network) needs no GPU."""
+    """The profile's resources; a computed reference (bicubic: evaluated, never trained)
+    needs no GPU."""
+    from ablation.tasks import get_task
+
+    task, variant, _, _ = parse_key(key)
     r = RESOURCES[profile]
-    return replace(r, gpus=0, hours=min(r.hours, 1.0)) if parse_key(key)[1] == "bicubic" else r
+    computed = get_task(task).variant(variant).spec is None
+    return replace(r, gpus=0, hours=min(r.hours, 1.0)) if computed else r
 
 
 class SubmitError(AblationError):
@@ -311,9 +316,9 @@ def submit(s, opts: SlurmOptions, keys: list[str]) -> list[str]:
         groups.setdefault(job_resources(key, s.profile), []).append(key)
     ids = {}
     for resources, group in groups.items():
-        ids.update(zip(group, _submit_array(s, opts, resources, group), strict=True))
-    for key in keys:
-        record_job(s, key, ids[key])
+        for key, job_id in zip(group, _submit_array(s, opts, resources, group), strict=True):
+            record_job(s, key, job_id)  # at once: a later sbatch refusal loses no record
+            ids[key] = job_id
     return [ids[key] for key in keys]
 
 
@@ -384,7 +389,7 @@ def cost(keys: list[str], profile: str) -> str:
         hours = sum(r.gpus * r.hours for r in gpu)
         text = f"{len(gpu)} GPU jobs, at most {hours:g} GPU-hours (time limits)"
         cpu_only = len(jobs) - len(gpu)
-        return text + (f" + {cpu_only} CPU-only jobs (bicubic)" if cpu_only else "")
+        return text + (f" + {cpu_only} CPU-only jobs (computed references)" if cpu_only else "")
     hours = sum(r.cpus * r.hours for r in jobs)
     return f"{len(jobs)} CPU jobs, at most {hours:g} CPU core-hours (time limits)"
 

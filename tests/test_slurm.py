@@ -113,7 +113,7 @@ def test_resources_cover_every_profile_and_become_sbatch_options():
     assert slurm.job_resources(keys[0], "paper").gpus == 0
     assert slurm.job_resources(keys[1], "paper") == r
     assert slurm.cost(keys, "paper") == (f"2 GPU jobs, at most {2 * r.hours:g} GPU-hours "
-                                         "(time limits) + 1 CPU-only jobs (bicubic)")
+                                         "(time limits) + 1 CPU-only jobs (computed references)")
 
 
 def test_run_keys_round_trip():
