@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fake_runs import fake_run
 from PIL import Image, ImageCms
 
 from ablation import upscale
@@ -195,10 +196,8 @@ def test_no_trained_model_tells_how_to_fix(tmp_path, capsys):
 
 
 def test_default_and_named_model_from_results(tmp_path, capsys):
-    run = tmp_path / "results" / "cpu" / "task04" / "baseline" / "x2" / "seed0"
+    run = fake_run(tmp_path / "results", 4, "baseline", 2, 0, dict(Set5=30.0))
     _ckpt(run / "model.pt", BASELINE, 2)
-    metrics = {"scale": 2, "loss": "l1", "sets": {"Set5": {"psnr": 30.0}}}
-    (run / "metrics.json").write_text(json.dumps(metrics))
     Image.fromarray(_pattern()).save(tmp_path / "r.png")
     common = [str(tmp_path / "r.png"), "--results", str(tmp_path / "results"),
               "--out", str(tmp_path / "o")]
