@@ -22,7 +22,7 @@ import torch
 
 from ablation import __version__
 from ablation.config import SCALES
-from ablation.errors import CheckpointError, check_choice
+from ablation.errors import CheckpointError, ConfigError, check_choice
 from ablation.fs import atomic_write_bytes
 from ablation.models import ModelSpec, SRNet, build_model
 
@@ -92,11 +92,20 @@ def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
     if expect_scale is not None and expect_scale != scale:
         raise CheckpointError(f"{path}: checkpoint is for x{scale}, not x{expect_scale}; "
                               "pick the checkpoint trained at that scale")
-    model = build_model(spec, scale)
+    try:
+        model = build_model(spec, scale)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: refusing to build its network ({exc}); the file is "
+                              "damaged or not from this project: retrain it") from None
     try:
         model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: weights don't fit the stored spec ({first}); the file is "
                               "damaged: retrain it") from None
+    bad = next((k for k, v in weights.items()
+                if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weights hold NaN or inf (first in {bad!r}); the run "
+                              "diverged or the file is damaged: retrain it")
     return model.eval(), state
