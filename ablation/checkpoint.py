@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -56,10 +57,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found; train it first or check the path")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it won't run
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, or a pickle with code in it
-        unsafe = re.search(r"unsupported global", str(exc), re.IGNORECASE)
-        kind = "unsafe pickle (contains code)" if unsafe else "corrupt or truncated"
+        # the safe unpickler names what it refused: a global (code) or an opcode it doesn't run
+        unsafe = re.search(r"unsupported global|weights only load failed|weightsunpickler",
+                           str(exc), re.IGNORECASE)
+        kind = ("unsafe pickle (contains code or objects the safe loader refuses)" if unsafe
+                else "corrupt or truncated")
         raise CheckpointError(
             f"{path}: refusing to load: {kind}; delete it and retrain or re-download it"
         ) from None

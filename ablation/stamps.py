@@ -81,9 +81,10 @@ def page_sources(nb: Any) -> list[Path]:
 def read_stamp(job: Job) -> dict | None:
     """The page's stamp, or None if missing or unreadable."""
     try:
-        return json.loads(job.stamp.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        stamp = json.loads(job.stamp.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # unreadable: the page is redone (and its stamp rewritten)
+    return stamp if isinstance(stamp, dict) else None
 
 
 def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
