@@ -743,7 +743,8 @@ def _subst(argv: list[str], base: Path, mirror: Path) -> list[str]:
     return [names.get(a, a) for a in argv]
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
+@settings(max_examples=int(os.environ.get("ABLATION_PROPERTY_EXAMPLES", 60)), deadline=None,
+          derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(sorted(COMMANDS)), data=st.data())
 def test_cli_parsers_take_any_string(property_env, mirror, monkeypatch, capsys, command, data):
@@ -775,7 +776,7 @@ def test_cli_parsers_take_any_string(property_env, mirror, monkeypatch, capsys, 
     err = capsys.readouterr().err
     assert rc in (0, 2), (argv, rc, err)
     assert "Traceback" not in err, (argv, err)
-    lines = [line for line in err.splitlines() if line.strip()]
+    lines = [line for line in err.split("\n") if line.strip()]  # a value may hold \x1e
     assert len(lines) <= 3, (argv, err)
     if rc == 2:
         assert lines and lines[-1].startswith("error: "), (argv, err)
