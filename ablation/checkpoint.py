@@ -61,9 +61,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, or a pickle with code in it
-        # the safe unpickler names what it refused: a global (code) or an opcode it doesn't run
-        unsafe = re.search(r"unsupported global|weights only load failed|weightsunpickler",
-                           str(exc), re.IGNORECASE)
+        # the safe unpickler refused a global (code), or an opcode it doesn't run: in a pickle
+        # (a torch zip or a raw pickle) that is unsafe content; in anything else, garbage
+        refused = re.search(r"weights only load failed|weightsunpickler", str(exc), re.I)
+        unsafe = re.search(r"unsupported global", str(exc), re.I) or (refused and _is_pickle(path))
         kind = ("unsafe pickle (contains code or objects the safe loader refuses)" if unsafe
                 else "corrupt or truncated")
         raise CheckpointError(
@@ -75,6 +76,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             "by `ablation train` can be evaluated"
         )
     return state
+
+
+def _is_pickle(path: Path) -> bool:
+    """A torch zip or a raw pickle (protocol 2+), as opposed to arbitrary bytes."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return zipfile.is_zipfile(path) or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
 
 
 def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
