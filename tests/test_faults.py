@@ -104,13 +104,15 @@ Issue 14, trust nothing read back (tests in test_trust.py, "trust::" below; case
       trust::test_nan_weights_are_refused_by_eval_and_upscale
 20  (14.8) tracebacks turned into one line: devices, --model foo/bar, empty --scales/--sets,
            --learning-rate nan, a 1x1 image, broken links, sweep --tasks abc, a file as
-           --book-dir/--results, an unwritable results folder, a non-UTF-8 stamp, papermill
-           parameters (results_dir a file, seeds [-1], data_dir=/etc)
+           --book-dir/--results, an unwritable results folder, a book folder on a full disk,
+           a non-UTF-8 stamp, papermill parameters (results_dir a file, seeds [-1],
+           data_dir=/etc, iterations 0, an unknown device)
       trust::test_cli_value_is_a_one_line_error[...]
       trust::test_a_tiny_image_in_eval_names_the_file
       trust::test_broken_link_in_a_training_folder_names_it[dangling|loop]
       trust::test_sweep_book_dir_or_results_that_is_a_file
       trust::test_unwritable_results_folder_is_one_line
+      trust::test_book_folder_on_a_full_disk_is_one_line
       trust::test_unreadable_page_stamp_is_redone_not_a_traceback
       trust::test_page_parameters_are_checked_before_any_run
       trust::test_cache_on_a_full_disk_is_a_one_line_error

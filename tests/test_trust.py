@@ -512,6 +512,21 @@ def test_unwritable_results_folder_is_one_line(tmp_path, monkeypatch, capsys, da
     assert str(tmp_path / "run") in msg and "Permission denied" in msg and "--results" in msg
 
 
+def test_book_folder_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    book_dir = tmp_path / "book"
+    real_mkdir = Path.mkdir
+
+    def full(self, *args, **kwargs):
+        if str(self).startswith(str(book_dir)):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full)
+    rc = sweep.main(["--profile", "smoke", "--tasks", "2", "--no-pages", "--results",
+                     str(tmp_path / "r"), "--book-dir", str(book_dir)])
+    _one_error(capsys, rc, str(book_dir), "No space left on device")
+
+
 def test_unreadable_page_stamp_is_redone_not_a_traceback(tmp_path, capsys):
     argv = ["--profile", "smoke", "--tasks", "2", "--no-pages", "--results",
             str(tmp_path / "r"), "--book-dir", str(tmp_path / "book")]
@@ -539,6 +554,10 @@ def test_page_parameters_are_checked_before_any_run(tmp_path, data_dir):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="seeds must be integers >= 0"):
         report.run_task(2, "smoke", seeds=[-1], data_dir=data_dir, results_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="iterations must be a positive integer"):
+        report.run_task(2, "smoke", iterations=0, data_dir=data_dir, results_dir=tmp_path / "r")
+    with pytest.raises(ConfigError, match="unknown device 'tpu'"):
+        report.run_task(2, "smoke", device="tpu", data_dir=data_dir, results_dir=tmp_path / "r")
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         report.run_task(2, "smoke", data_dir=data_dir, results_dir=tmp_path / "file")
     with pytest.raises(DataError) as err:
