@@ -763,7 +763,7 @@ def _subst(argv: list[str], base: Path, mirror: Path) -> list[str]:
 
 
 @settings(max_examples=int(os.environ.get("ABLATION_PROPERTY_EXAMPLES", 60)), deadline=None,
-          derandomize=True,
+          derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(command=st.sampled_from(sorted(COMMANDS)), data=st.data())
 def test_cli_parsers_take_any_string(property_env, mirror, monkeypatch, capsys, command, data):
