@@ -30,10 +30,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ablation import cache, cli, data, report, sweep
+from ablation import cache, cli, data, report, stamps, sweep
 from ablation import results as results_mod
+from ablation.archives import safe_extract
 from ablation.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
 from ablation.errors import CheckpointError, ConfigError, DataError, DiskWriteError
+from ablation.fetch import fetch
 from ablation.models import MAX_PARAMS, SPEC_MAXIMA, ModelSpec, build_model
 from ablation.runs import RunLocked, check_run_inputs, run_lock, run_variant
 from ablation.tasks import parse_tasks
@@ -230,7 +232,7 @@ def test_truncated_mirror_manifest_is_refused(tmp_path, mirror, capsys):
 
 
 def test_a_dataset_with_fewer_images_is_refused_on_read(tmp_path, mirror):
-    data.fetch("t91", tmp_path, mirror)
+    fetch("t91", tmp_path, mirror)
     manifest = tmp_path / "train" / "T91" / data.MANIFEST
     manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:50]))
     with pytest.raises(DataError) as err:
@@ -247,7 +249,7 @@ def test_failed_mirror_copy_says_what_it_left(tmp_path, mirror):
     victim = sorted((m / "train" / "T91").glob("*.png"))[40]
     victim.unlink()
     with pytest.raises(DataError) as err:
-        data.fetch("t91", tmp_path / "data", m)
+        fetch("t91", tmp_path / "data", m)
     msg = one_line(err.value)
     dest = tmp_path / "data" / "train" / "T91"
     copied = len(list(dest.glob("*.png")))
@@ -276,7 +278,7 @@ print(ds.hr.size, int(ds.hr[::997].astype("int64").sum()))
 
 def test_three_concurrent_cache_builders_on_a_fresh_data_folder(tmp_path, mirror):
     root = tmp_path / "data"
-    data.fetch("t91", root, mirror)
+    fetch("t91", root, mirror)
     go = tmp_path / "go"
     procs = [subprocess.Popen([python(), "-c", CACHE_WORKER, str(root), str(go)],
                               env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -287,7 +289,8 @@ def test_three_concurrent_cache_builders_on_a_fresh_data_folder(tmp_path, mirror
     for p, (_out, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0 and "Traceback" not in err, err[-2000:]
     assert len({out for out, _ in outs}) == 1  # the same buffers for everyone
-    waited = sum("waiting for another process building the cache" in err for _, err in outs)
+    waited = sum("waiting for another process (pid" in err and "building the cache" in err
+                 for _, err in outs)
     assert waited == 2  # one built, the two others waited and reused its result
     (folder,) = [p for p in (root / "cache").iterdir() if not p.name.startswith(".")]
     assert cache._try_load(folder, 2, "") is not None
@@ -535,9 +538,9 @@ def test_unreadable_page_stamp_is_redone_not_a_traceback(tmp_path, capsys):
     job.output.parent.mkdir(parents=True)
     job.output.write_text("{}")
     job.stamp.write_bytes(b'{"status": "ok", "source": "\xff\xfe"}')
-    assert sweep.read_stamp(job) is None
+    assert stamps.read_stamp(job) is None
     job.stamp.write_text("[1, 2]")
-    assert sweep.read_stamp(job) is None
+    assert stamps.read_stamp(job) is None
     assert sweep.main([*argv, "--dry-run"]) == 0
     assert "would run" in capsys.readouterr().out
 
@@ -605,7 +608,7 @@ def test_bsds_archive_of_other_images_is_refused(tmp_path, monkeypatch):
     try:
         url = server.serve("BSDS300-images.tgz", _bsds_tgz(wrong))
         with pytest.raises(DataError) as err:
-            data.fetch("bsds200", tmp_path, sources={"bsds200": (data.Source(url, None),)})
+            fetch("bsds200", tmp_path, sources={"bsds200": (data.Source(url, None),)})
     finally:
         server.close()
     msg = one_line(err.value)
@@ -630,7 +633,7 @@ def test_archive_expanding_past_the_dataset_cap_is_refused(tmp_path, kind):
             info.size = cap + 1
             tf.addfile(info, _Zeros(cap + 1))
     with pytest.raises(DataError) as err:
-        data.safe_extract(archive, tmp_path / "out", cap)
+        safe_extract(archive, tmp_path / "out", cap)
     msg = one_line(err.value)
     assert str(archive) in msg and f"cap of {cap:,}" in msg
     assert not list((tmp_path / "out").rglob("*.bmp"))  # refused before writing
@@ -680,8 +683,9 @@ def test_a_waiting_train_says_whom_it_waits_for(tmp_path, capsys):
         release.set()
         t.join()
     err_lines = _err_lines(capsys)
-    assert err_lines == [f"waiting for pid {os.getpid()}, which is running {tmp_path / 'run'} ..."]
-    assert f"pid {os.getpid()}" in one_line(err.value)
+    assert err_lines == [f"waiting for the process (pid {os.getpid()}) running "
+                         f"{tmp_path / 'run'} ..."]
+    assert f"another process (pid {os.getpid()}) is running this run" in one_line(err.value)
 
 
 def test_unsafe_pickle_is_called_unsafe(tmp_path):
@@ -713,8 +717,8 @@ def _reached(*args, **kwargs):
 
 
 # Where each command starts work, stubbed so that only its parsing and validation run.
-WORK = [("ablation.runs", "split_files"), ("ablation.evaluate", "evaluate"),
-        ("ablation.data", "_copy_verified"), ("ablation.download", "fetch_online"),
+WORK = [("ablation.resolve", "split_files"), ("ablation.evaluate", "evaluate"),
+        ("ablation.fetch", "_copy_verified"), ("ablation.download", "fetch_online"),
         ("ablation.costs", "cost_table"), ("ablation.sweep", "sweep"),
         ("ablation.upscale", "upscale_file"), ("ablation.book", "build"),
         ("ablation.book", "write_notebooks"), ("ablation.book", "write_toc")]
