@@ -112,7 +112,7 @@ def _fast_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     # the fake archives below hold a few images: those are the datasets' counts here
     monkeypatch.setitem(data.EXPECTED_IMAGES, "t91", {".": 3})
     monkeypatch.setitem(data.EXPECTED_IMAGES, "benchmark",
-                        {f"{name}/HR": 2 for name in data.BENCHMARK_SETS})
+                        {f"{name}/HR": 2 for name in BENCHMARKS})
 
 
 # --------------------------------------------------------------------------- archive builders
