@@ -721,7 +721,8 @@ WORK = [("ablation.resolve", "split_files"), ("ablation.evaluate", "evaluate"),
         ("ablation.fetch", "_copy_verified"), ("ablation.download", "fetch_online"),
         ("ablation.costs", "cost_table"), ("ablation.sweep", "sweep"),
         ("ablation.upscale", "upscale_file"), ("ablation.book", "build"),
-        ("ablation.book", "write_notebooks"), ("ablation.book", "write_toc")]
+        ("ablation.book", "write_notebooks"), ("ablation.book", "write_toc"),
+        ("ablation.publish", "publish"), ("ablation.publish", "check_pages")]
 
 # Every option of every command with a valid base command line; the option gets a random value.
 COMMANDS: dict[str, tuple[list[str], list[str]]] = {
@@ -741,7 +742,7 @@ COMMANDS: dict[str, tuple[list[str], list[str]]] = {
     "upscale": (["upscale", "IMAGE", "--model", "bicubic", "--out", "OUT"],
                 ["INPUT", "--scale", "--model", "--checkpoint", "--out", "--tile", "--device",
                  "--profile", "--results"]),
-    "book": (["book", "generate"], ["ACTION", "--book-dir", "--output"]),
+    "book": (["book", "generate"], ["ACTION", "--book-dir", "--output", "--remote"]),
 }
 
 # What a user can type: any text but NUL (argv can't hold it) and lone surrogates.
