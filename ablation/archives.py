@@ -52,13 +52,22 @@ def _escape_reason(dest: Path, member: str) -> str | None:
     return None
 
 
-def safe_extract(archive: Path, dest: Path) -> None:
+def _too_big(archive: Path, total: int, max_bytes: int | None) -> None:
+    if max_bytes is not None and total > max_bytes:
+        raise DataError(f"{archive}: expands to {total:,} bytes, over this dataset's cap of "
+                        f"{max_bytes:,}; not the expected archive (or a zip bomb): delete it "
+                        "and fetch again")
+
+
+def safe_extract(archive: Path, dest: Path, max_bytes: int | None = None) -> None:
     """Extract a zip or tar archive into ``dest``, refusing members that would write outside it.
 
     Archives come from the network, so every member is checked *before* anything is written:
     ``../`` or absolute paths (zip-slip / tar-slip), links whose target leaves ``dest``, members
     reached through a link (``link/../../x``) and device files all raise DataError. A truncated
-    or corrupt archive also raises DataError instead of a library traceback.
+    or corrupt archive also raises DataError instead of a library traceback. ``max_bytes``
+    caps the total expanded size (the members' declared sizes, which zipfile and tarfile
+    never write past), also checked before anything is written.
     """
     archive = Path(archive)
     dest = Path(dest).resolve()
@@ -71,6 +80,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
                     why = _escape_reason(dest, info.filename)
                     if why:
                         raise _unsafe(archive, info.filename, why)
+                _too_big(archive, sum(i.file_size for i in zf.infolist()), max_bytes)
                 # zipfile writes symlink entries as small regular files: nothing to follow.
                 zf.extractall(dest)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error) as exc:
@@ -105,8 +115,9 @@ def safe_extract(archive: Path, dest: Path) -> None:
                 if _escape_reason(dest, target):
                     raise _unsafe(archive, m.name, f"link to {m.linkname!r} points outside")
                 links.add(name)
-            elif not (m.isfile() or m.isdir()):
-                raise _unsafe(archive, m.name, "device, FIFO or other special file")
+            elif not (m.isfile() or m.isdir()) or m.issparse():
+                raise _unsafe(archive, m.name, "device, FIFO, sparse or other special file")
+        _too_big(archive, sum(m.size for m in members if m.isfile()), max_bytes)
         try:
             if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: belt and braces
                 tf.extractall(dest, members=members, filter="data")

@@ -35,6 +35,7 @@ from ablation import data, paths
 from ablation.cache import buffer_digest, files_key
 from ablation.config import BENCHMARKS
 from ablation.degradation import bicubic_down, modcrop, quantize
+from ablation.errors import DataError
 from ablation.fs import exclusive_lock, swap_in
 from ablation.images import read_image
 from ablation.metrics import y_float32
@@ -132,10 +133,25 @@ def make_lr(hr_img: torch.Tensor, scale: int, hr_file: Path | None = None,
     return quantize(bicubic_down(hr_img, scale))
 
 
+# Smallest HR side that can be scored: ``scale`` px shaved per border leave the 11x11 SSIM window.
+def min_side(scale: int) -> int:
+    return 2 * scale + 11
+
+
+def check_size(hr_img: torch.Tensor, scale: int, path: Path) -> None:
+    """DataError naming ``path`` if the HR ``(1, C, H, W)``, modcropped, is too small to score."""
+    h, w = hr_img.shape[-2:]
+    if min(h - h % scale, w - w % scale) < min_side(scale):
+        raise DataError(f"{path}: image {w}x{h} is too small to score at x{scale} (needs at "
+                        f"least {min_side(scale)} px per side); remove it from the set")
+
+
 def _build(files: list[Path], label: str, scale: int, use_official_lr: bool) -> BenchmarkSet:
     lr_parts, y_parts, shapes = [], [], []
     for f in files:
-        hr = modcrop(to_tensor(read_image(f)), scale)  # (1, C, H, W) float64
+        hr = to_tensor(read_image(f))  # (1, C, H, W) float64
+        check_size(hr, scale, f)
+        hr = modcrop(hr, scale)
         lr = make_lr(hr, scale, f, use_official_lr)
         lr_u8 = lr[0].permute(1, 2, 0).to(torch.uint8).numpy()
         lr_parts.append(np.ascontiguousarray(lr_u8).reshape(-1))

@@ -14,6 +14,7 @@ images are replicated to RGB here (the nets are 3-channel).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -26,6 +27,7 @@ import torch
 
 from ablation.degradation import bicubic_down, quantize
 from ablation.errors import DataError
+from ablation.fs import exclusive_lock
 from ablation.images import read_image
 
 CACHE_VERSION = 1
@@ -117,17 +119,33 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
                  min_lr_size: int = 1, fingerprint: str = "") -> DecodedSet:
     """Decode ``files`` once into a cache under ``cache_root`` and return the buffers.
 
-    Reuses a valid cache; rebuilds it if missing, stale or corrupt. ``min_lr_size`` rejects
-    images too small for the training patch (one-line error naming the file).
+    Reuses a valid cache; rebuilds it if missing, stale or corrupt (whatever is in its place:
+    a damaged index, a file instead of the folder). Safe under concurrent builders (several
+    ``ablation train`` or ``sweep --jobs N`` on a fresh data folder): an flock per cache folder
+    lets one process build (into a temp folder, renamed into place) while the others wait and
+    then reuse its result. ``min_lr_size`` rejects images too small for the training patch
+    (one-line error naming the file).
     """
     if not files:
         raise DataError(f"{label}: no training images; fetch a training set first")
     files = [Path(f) for f in files]
     folder = Path(cache_root) / f"{label}-x{scale}-{files_key(files, scale)}"
-    ds = _try_load(folder, scale, fingerprint, files)
-    if ds is not None:
-        _check_sizes(ds, files, min_lr_size)
-        return ds
+    ds = _try_load(folder, scale, fingerprint, files)  # a finished cache is never rewritten
+    if ds is None:
+        _make_folder(folder.parent)
+        with _cache_lock(folder):
+            ds = _try_load(folder, scale, fingerprint, files)  # built while we waited?
+            if ds is None:
+                ds = _build(files, scale, folder, min_lr_size, fingerprint)
+                _drop_stale(folder, label, scale)
+    _check_sizes(ds, files, min_lr_size)
+    return ds
+
+
+def _build(files: list[Path], scale: int, folder: Path, min_lr_size: int,
+           fingerprint: str) -> DecodedSet:
+    """Decode ``files`` and write the cache to a temp folder renamed to ``folder`` (whatever
+    was at ``folder`` is removed first; we hold its lock)."""
     hr_parts, lr_parts, shapes = _decode(files, scale, min_lr_size)
     hr = np.concatenate(hr_parts)
     lr = np.concatenate(lr_parts)
@@ -138,23 +156,68 @@ def load_decoded(files: list[Path], scale: int, cache_root: Path, label: str = "
                  lr_offsets=lr_off.tolist(), hr_digest=buffer_digest(hr),
                  lr_digest=buffer_digest(lr))
     index["index_digest"] = _index_digest(index)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
         np.save(tmp / "hr.npy", hr)
         np.save(tmp / "lr.npy", lr)
         (tmp / "index.json").write_text(json.dumps(index))
-        if folder.exists():
-            shutil.rmtree(folder)
+        _remove(folder)
         tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in folder.parent.glob(f"{label}-x{scale}-*"):  # drop stale caches of this set
-        if old != folder and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise DataError(f"{folder.parent}: cannot write the decoded-image cache "
+                        f"({exc.strerror or exc}); free disk space or fix permissions, then "
+                        "rerun") from None
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return DecodedSet(hr, lr, [str(f) for f in files], shapes, hr_off, lr_off, scale,
                       fingerprint)
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot create the decoded-image cache folder "
+                        f"({exc.strerror or exc}); fix permissions or free disk space, or use "
+                        "another --data-dir") from None
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, link or folder at ``path`` (nothing there is fine)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+class _Busy(Exception):
+    """Another process holds a cache folder's lock (only asked without waiting)."""
+
+
+def _cache_lock(folder: Path, wait: bool = True):
+    """flock on ``.<folder name>.lock`` beside the cache folder (released if the holder dies);
+    a waiter says once whom it waits for. ``wait=False`` raises :class:`_Busy` instead."""
+    lock = folder.parent / f".{folder.name}.lock"
+    try:
+        lock.touch()
+    except OSError as exc:
+        raise DataError(f"{lock}: cannot open the cache lock ({exc.strerror or exc}); fix "
+                        "permissions or use another --data-dir") from None
+    return exclusive_lock(lock, _Busy, wait=wait,
+                          waiting="waiting for another process{who} building the cache "
+                                  + str(folder).replace("{", "{{").replace("}", "}}") + " ...")
+
+
+def _drop_stale(folder: Path, label: str, scale: int) -> None:
+    """Remove other caches of this set and scale (older file lists) that nobody is using."""
+    for old in folder.parent.glob(f"{label}-x{scale}-*"):
+        if old == folder or old.name.startswith("."):
+            continue
+        with contextlib.suppress(_Busy, OSError), _cache_lock(old, wait=False):
+            _remove(old)
+            (old.parent / f".{old.name}.lock").unlink(missing_ok=True)
 
 
 def _index_digest(index: dict) -> str:
@@ -169,6 +232,8 @@ def _try_load(folder: Path, scale: int, fingerprint: str,
               files: list[Path] | None = None) -> DecodedSet | None:
     try:
         index = json.loads((folder / "index.json").read_text())
+        if not isinstance(index, dict):  # null, [], a number: a damaged index
+            return None
         if index.get("version") != CACHE_VERSION or index.get("scale") != scale:
             return None
         if index.get("index_digest") != _index_digest(index):

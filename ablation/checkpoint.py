@@ -16,13 +16,14 @@ from __future__ import annotations
 import io
 import os
 import re
+import warnings
 from pathlib import Path
 
 import torch
 
 from ablation import __version__
 from ablation.config import SCALES
-from ablation.errors import CheckpointError, check_choice
+from ablation.errors import CheckpointError, ConfigError, check_choice
 from ablation.fs import atomic_write_bytes
 from ablation.models import ModelSpec, SRNet, build_model
 
@@ -56,10 +57,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found; train it first or check the path")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it won't run
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated file, or a pickle with code in it
-        unsafe = re.search(r"unsupported global", str(exc), re.IGNORECASE)
-        kind = "unsafe pickle (contains code)" if unsafe else "corrupt or truncated"
+        # the safe unpickler refused a global (code), or an opcode it doesn't run: in a pickle
+        # (a torch zip or a raw pickle) that is unsafe content; in anything else, garbage
+        refused = re.search(r"weights only load failed|weightsunpickler", str(exc), re.I)
+        unsafe = re.search(r"unsupported global", str(exc), re.I) or (refused and _is_pickle(path))
+        kind = ("unsafe pickle (contains code or objects the safe loader refuses)" if unsafe
+                else "corrupt or truncated")
         raise CheckpointError(
             f"{path}: refusing to load: {kind}; delete it and retrain or re-download it"
         ) from None
@@ -69,6 +76,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             "by `ablation train` can be evaluated"
         )
     return state
+
+
+def _is_pickle(path: Path) -> bool:
+    """A torch zip or a raw pickle (protocol 2+), as opposed to arbitrary bytes."""
+    import zipfile
+
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return zipfile.is_zipfile(path) or (head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05")
 
 
 def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
@@ -92,11 +108,20 @@ def load_model(path: str | os.PathLike, expect_spec: ModelSpec | None = None,
     if expect_scale is not None and expect_scale != scale:
         raise CheckpointError(f"{path}: checkpoint is for x{scale}, not x{expect_scale}; "
                               "pick the checkpoint trained at that scale")
-    model = build_model(spec, scale)
+    try:
+        model = build_model(spec, scale)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: refusing to build its network ({exc}); the file is "
+                              "damaged or not from this project: retrain it") from None
     try:
         model.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).splitlines()[0]
         raise CheckpointError(f"{path}: weights don't fit the stored spec ({first}); the file is "
                               "damaged: retrain it") from None
+    bad = next((k for k, v in weights.items()
+                if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{path}: weights hold NaN or inf (first in {bad!r}); the run "
+                              "diverged or the file is damaged: retrain it")
     return model.eval(), state

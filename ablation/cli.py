@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ablation import publish, sweep, upscale
-from ablation.command import int_list, run, str_list
+from ablation.command import Parser, int_list, run, str_list
 from ablation.config import BENCHMARKS, PROFILE_NAMES, SCALES, TrainConfig
 from ablation.tasks import TASK_RANGE
 
@@ -63,20 +63,26 @@ def cmd_eval(args) -> int:
     import pandas as pd
 
     from ablation.device import resolve_device
-    from ablation.errors import check_choice
+    from ablation.errors import ConfigError, check_choice
     from ablation.evaluate import evaluate, summarize
     from ablation.fs import atomic_write_text
+    from ablation.inference import Enhanced
 
+    for option in ("scales", "sets"):
+        if not getattr(args, option):
+            raise ConfigError(f"--{option}: empty; give a comma-separated list, e.g. "
+                              f"{'2,3,4' if option == 'scales' else 'Set5,Set14'}")
+    for scale in args.scales:
+        check_choice("scale", scale, SCALES)
+    if args.tile < 0:
+        raise ConfigError(f"--tile must be >= 0 (0: whole image), got {args.tile}")
     device = resolve_device(args.device)
     frames = []
     for scale in args.scales:
-        check_choice("scale", scale, SCALES)
         model, label = _model_for_eval(args.model, scale, args)
         if hasattr(model, "to") and args.model != "bicubic":
             model = model.to(device)
         if args.tile or args.self_ensemble:
-            from ablation.inference import Enhanced
-
             model = Enhanced(model, tile=args.tile or None, self_ensemble=args.self_ensemble,
                              device=device)
         per_image = evaluate(model, args.sets, scale, label, args.data_dir, device=device,
@@ -123,8 +129,14 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from ablation.device import resolve_device
+    from ablation.errors import ConfigError
     from ablation.runs import run_variant
 
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.device is not None:
+        resolve_device(args.device)  # a device this machine lacks: refused before any work
     overrides = {f.name: getattr(args, f.name) for f in train_config_fields()
                  if getattr(args, f.name) is not None}
     m = run_variant(args.task, args.variant, args.scale, args.profile, args.seed,
@@ -174,7 +186,7 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ablation", description=__doc__.splitlines()[0])
+    p = Parser(prog="ablation", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="fetch datasets")

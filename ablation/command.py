@@ -1,10 +1,10 @@
 """What every ``ablation`` sub-command shares: list-valued option types and how a command runs.
 
-A user-facing failure (:class:`~ablation.errors.AblationError`) is printed as one line
-(``error: ...``) with exit code 2, an interrupt as one line with 130; nothing is parsed at
-import time. The sub-command modules (``sweep``, ``upscale``, ``book``) each define
-``add_parser(subparsers)`` and a ``main(argv)`` built on :func:`subcommand_main`, so none of
-them imports the CLI that imports them.
+A user-facing failure (:class:`~ablation.errors.AblationError`, a bad option value, an
+unusable path) is printed as one line (``error: ...``) with exit code 2, an interrupt as one
+line with 130; nothing is parsed at import time. The sub-command modules (``sweep``,
+``upscale``, ``book``) each define ``add_parser(subparsers)`` and a ``main(argv)`` built on
+:func:`subcommand_main`, so none of them imports the CLI that imports them.
 """
 
 from __future__ import annotations
@@ -30,6 +30,23 @@ def str_list(text: str) -> list[str]:
     return [x.strip() for x in str(text).split(",") if x.strip()]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors: ``error: <prog>: <what> (see --help)``,
+    exit 2 (argparse's default prints the whole usage block first). Sub-parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        for action in self._actions:  # argparse turns `--opt=--` into [] for one-value options
+            value = getattr(namespace, action.dest, None)
+            if (action.option_strings and action.nargs is None and isinstance(value, list)
+                    and action.type in (None, str, int, float)):
+                self.error(f"argument {'/'.join(action.option_strings)}: expected one value")
+        return namespace, extras
+
+
 def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv`` and run the chosen command (``args.func``); returns the exit code."""
     args = parser.parse_args(argv)
@@ -38,6 +55,11 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except AblationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave (or its folder) can't be used
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}; check the path and its permissions",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
         return 130
@@ -45,6 +67,6 @@ def run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 def subcommand_main(name: str, add_parser: Callable, argv: Sequence[str] | None) -> int:
     """``ablation <name> ...`` with only that sub-command registered (its tests call this)."""
-    parser = argparse.ArgumentParser(prog="ablation")
+    parser = Parser(prog="ablation")
     add_parser(parser.add_subparsers(dest="command", required=True))
     return run(parser, [name, *(sys.argv[1:] if argv is None else argv)])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import operator
 from dataclasses import asdict, dataclass, fields, replace
 
 from ablation.errors import ConfigError, check_choice
@@ -53,10 +55,20 @@ class TrainConfig:
         check_choice("profile", self.profile, PROFILE_NAMES)
         check_choice("schedule", self.schedule, ("onecycle", "step"))
         check_choice("amp", self.amp, ("auto", "bf16", "fp16", "off"))
-        for name in ("iterations", "batch_size", "lr_patch", "val_every", "checkpoint_every",
-                     "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in POSITIVE_INTS + ("seed", "val_images"):
+            v, low = getattr(self, name), 1 if name in POSITIVE_INTS else 0
+            try:
+                ok = not isinstance(v, bool) and operator.index(v) >= low
+            except TypeError:
+                ok = False
+            if not ok:
+                kind = "a positive integer" if low else "an integer >= 0"
+                raise ConfigError(f"{name} must be {kind}, got {v!r}")
+        for name in ("learning_rate", "warmup", "step_at", "adam_eps", "blur_sigma",
+                     "noise_sigma", "pixel_weight"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.blur_sigma < 0 or self.noise_sigma < 0:
@@ -69,6 +81,8 @@ class TrainConfig:
         return asdict(self)
 
 
+POSITIVE_INTS = ("iterations", "batch_size", "lr_patch", "val_every", "checkpoint_every",
+                 "log_every")
 PERCEPTUAL_FIELDS = ("pixel_weight", "perceptual_backbone")
 RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last", "val_every", "checkpoint_every",
                   "log_every", "progress")

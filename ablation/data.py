@@ -16,6 +16,7 @@ imports nothing that fetches.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
@@ -51,6 +52,11 @@ class Dataset:
     manifest_prefix: str  # prefix of this dataset's lines in that manifest
     sources: tuple[Source, ...] = field(default_factory=tuple)
     description: str = ""
+    # most bytes one of its archives may expand to (a zip bomb is refused before extracting)
+    max_extracted: int = 0
+
+
+MB = 1_000_000
 
 
 SNU = "https://cv.snu.ac.kr/research/EDSR"
@@ -60,20 +66,24 @@ DATASETS: dict[str, Dataset] = {
     "benchmark": Dataset(
         "benchmark", "benchmark", "benchmark", "benchmark.sha256", "./",
         (Source(f"{SNU}/benchmark.tar", "md5:4ace41d33c2384b97e6b320cd0afd6ba", 250_112_000),),
-        "Set5, Set14, B100, Urban100 HR images",
+        "Set5, Set14, B100, Urban100 HR images", max_extracted=400 * MB,
     ),
     "t91": Dataset(
         "t91", "train/T91", "train/T91", "train.sha256", "./T91/",
         (Source("http://mmlab.ie.cuhk.edu.hk/projects/SRCNN/SRCNN_train.zip",
                 "sha256:001146419f7acfb12a3e7929c8acd5de88a08d687d6881085f81321ad6982b1a",
                 19_619_221),),
-        "T91 (Yang et al. 2010), 91 training images",
+        "T91 (Yang et al. 2010), 91 training images", max_extracted=128 * MB,
     ),
     "bsds200": Dataset(
         "bsds200", "train/BSDS200", "train/BSDS200", "train.sha256", "./BSDS200/",
-        (Source("http://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/"
+        # No checksum of BSDS300-images.tgz is published (shared/datasets/SOURCES.md: "none
+        # published"), so none is made up here: the download goes over HTTPS and what it
+        # extracts must be exactly the train split's 200 images, BSDS200_IDS (see
+        # ablation.download._check_contents), each a 481x321 or 321x481 JPEG.
+        (Source("https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/bsds/"
                 "BSDS300-images.tgz", None),),
-        "BSDS300 train split, 200 images",
+        "BSDS300 train split, 200 images", max_extracted=128 * MB,
     ),
     "div2k": Dataset(
         "div2k", "DIV2K", "DIV2K", "div2k.sha256", "./",
@@ -83,9 +93,36 @@ DATASETS: dict[str, Dataset] = {
          Source(f"{ETH}/DIV2K_valid_HR.zip",
                 "sha256:20dd31fd84d777bc1cf5d6b7654a3f569c0aec74458ae094122ad1d0489900fc",
                 448_993_893)),
-        "DIV2K train HR 0001-0800 and valid HR 0801-0900",
+        "DIV2K train HR 0001-0800 and valid HR 0801-0900", max_extracted=10_000 * MB,
     ),
 }
+# Images a complete copy holds, per folder relative to the dataset folder (fnmatch patterns;
+# "." is the dataset folder itself; a pattern without "*" must be present). A fetch (mirror or
+# download) and every read check these counts: a truncated manifest can't shrink a dataset.
+EXPECTED_IMAGES: dict[str, dict[str, int]] = {
+    "benchmark": {"Set5/HR": 5, "Set14/HR": 14, "B100/HR": 100, "Urban100/HR": 100},
+    "t91": {".": 91},
+    "bsds200": {".": 200},
+    "div2k": {"DIV2K_train_HR": 800, "DIV2K_valid_HR": 100, "DIV2K_train_LR_bicubic/X*": 800},
+}
+# The BSDS300 train split (BSDS300/iids_train.txt): the images a bsds200 fetch must produce.
+BSDS200_IDS = tuple(int(i) for i in """
+2092 8049 8143 12003 12074 15004 15088 16052 20008 22013 22090 22093 23025 23080 23084 24004
+24063 25098 26031 27059 28075 28096 33066 35008 35010 35058 35070 35091 41004 41025 42044 42078
+43070 43083 45077 46076 48055 54005 55067 55075 56028 59078 60079 61060 61086 65010 65019 65074
+65132 66039 66075 67079 68077 71046 76002 78019 80099 87065 90076 92059 94079 95006 97017 100075
+100080 100098 103041 104022 105019 105053 106020 106025 108041 108073 109034 112082 113009
+113016 113044 117054 118020 118035 122048 124084 126039 130034 134008 134052 135037 135069
+138032 138078 140055 140075 144067 145014 145053 147021 147062 151087 153077 153093 155060
+156079 157036 159029 159045 159091 161062 163014 163062 164074 166081 169012 170054 172032
+173036 176019 176035 176039 178054 181018 181079 181091 183055 183087 187003 187029 187039
+187071 187083 188005 188063 188091 189003 189011 196015 198004 198023 198054 202012 207056
+209070 216041 216053 216066 225017 227040 227046 231015 232038 236017 238011 239007 239096
+242078 245051 246016 246053 247085 249061 249087 253036 254033 254054 260081 268002 271008
+271031 274007 277095 285036 286092 292066 293029 299091 301007 302003 309004 310007 311068
+311081 314016 317080 323016 326038 353013 361084 365025 365073 368016 368078 370036 372047
+374020 374067 376001 376020 385028 388016
+""".split())
 # Fallback for DIV2K when an ETH link fails (valid HR has returned 404 at times).
 DIV2K_FALLBACK = Source(f"{SNU}/DIV2K.tar", None, None)
 DIV2K_LR = {
@@ -96,7 +133,7 @@ DIV2K_LR = {
     4: Source(f"{ETH}/DIV2K_train_LR_bicubic_X4.zip",
               "sha256:f006b837f4eb52b82909aa01478e6d6d199eefce932179491d0c9dbb706dde3a"),
 }
-# Composite names: fetching them fetches the parts.
+# Composite names: fetching them fetches the parts (291 = T91's 91 + BSDS200's 200 images).
 GROUPS = {"291": ("t91", "bsds200")}
 TRAIN_SETS = ("291", "t91", "bsds200", "div2k")
 
@@ -172,6 +209,26 @@ def verify_folder(folder: Path, fix_hint: str, full: bool = False) -> list[Path]
     return [folder / n for n in sorted(entries)]
 
 
+def check_counts(name: str, rel_paths, where: Path, fix: str) -> None:
+    """Raise DataError unless ``rel_paths`` (files relative to the dataset folder) hold the
+    image counts :data:`EXPECTED_IMAGES` lists for dataset ``name`` (``where``: the manifest
+    or folder to name in the message, ``fix``: what to do about it)."""
+    counts: dict[str, int] = {}
+    for rel in rel_paths:
+        rel = str(rel)
+        if Path(rel).suffix.lower() in IMAGE_SUFFIXES:
+            folder = os.path.dirname(rel) or "."
+            counts[folder] = counts.get(folder, 0) + 1
+    for pattern, expected in EXPECTED_IMAGES.get(name, {}).items():
+        found = {f: n for f, n in counts.items() if fnmatch.fnmatchcase(f, pattern)}
+        if not found and "*" not in pattern:
+            found = {pattern: 0}
+        for folder, n in found.items():
+            if n != expected:
+                shown = name if folder == "." else f"{name} {folder}"
+                raise DataError(f"{where}: {shown} has {n} images, expected {expected}; {fix}")
+
+
 # --------------------------------------------------------------------------- listing
 
 
@@ -191,6 +248,8 @@ def benchmark_hr_files(set_name_or_path: str, data_dir: PathLike = None) -> list
     if set_name_or_path in BENCHMARKS:
         root = paths.data_dir(data_dir) / "benchmark"
         files = verify_folder(root, fix_command("benchmark"))
+        check_counts("benchmark", [f.relative_to(root) for f in files], root / MANIFEST,
+                     f"run `{fix_command('benchmark')}`")
         wanted = [f for f in files if f.parent.name == "HR"
                   and f.parent.parent.name == set_name_or_path
                   and f.suffix.lower() in IMAGE_SUFFIXES]
@@ -222,6 +281,8 @@ def train_files(name: str, data_dir: PathLike = None) -> list[Path]:
         return [f for part in GROUPS[name] for f in train_files(part, data_dir)]
     if name == "div2k":
         files = verify_folder(root / "DIV2K", fix_command("div2k"))
+        check_counts(name, [f.relative_to(root / "DIV2K") for f in files],
+                     root / "DIV2K" / MANIFEST, f"run `{fix_command(name)}`")
         wanted = [f for f in files if f.parent.name == "DIV2K_train_HR"
                   and f.suffix.lower() in IMAGE_SUFFIXES]
         if not wanted:
@@ -229,7 +290,10 @@ def train_files(name: str, data_dir: PathLike = None) -> list[Path]:
                             f"`{fix_command('div2k')}`")
         return wanted
     if name in DATASETS:
-        files = verify_folder(root / DATASETS[name].subdir, fix_command(name))
+        folder = root / DATASETS[name].subdir
+        files = verify_folder(folder, fix_command(name))
+        check_counts(name, [f.relative_to(folder) for f in files], folder / MANIFEST,
+                     f"run `{fix_command(name)}`")
         return [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
     folder = Path(name)
     if folder.is_dir():

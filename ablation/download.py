@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit
 
 from ablation import data
 from ablation.archives import COLLECTORS, WHOLE, safe_extract
-from ablation.data import MANIFEST, Dataset, Source
+from ablation.data import EXPECTED_IMAGES, MANIFEST, Dataset, Source
 from ablation.errors import DataError, check_choice, quiet_logger
 from ablation.fs import atomic_write_text, clean_swap_leftovers, swap_in
 
@@ -45,14 +45,6 @@ RETRY_DELAYS: tuple[float, ...] = (2.0, 6.0)  # seconds slept before the 2nd and
 TIMEOUT_S = 60.0  # per connect / per read, not for the whole download
 NO_RETRY_STATUS = frozenset(range(400, 500)) - {408, 425, 429}  # a 404 won't fix itself
 
-# Images a complete copy holds, per folder relative to the dataset folder (fnmatch patterns;
-# "." is the dataset folder itself). Checked for archives without a published checksum.
-EXPECTED_IMAGES: dict[str, dict[str, int]] = {
-    "benchmark": {"Set5/HR": 5, "Set14/HR": 14, "B100/HR": 100, "Urban100/HR": 100},
-    "t91": {".": 91},
-    "bsds200": {".": 200},
-    "div2k": {"DIV2K_train_HR": 800, "DIV2K_valid_HR": 100, "DIV2K_train_LR_bicubic/X*": 800},
-}
 
 MIRROR_HINT = "`ablation data fetch {name} --mirror DIR` (or set ABLATION_MIRROR=DIR)"
 
@@ -183,7 +175,7 @@ def _gather(ds: Dataset, root: Path, stage: Path, plan: list[tuple[Source, set[s
         extracted, out = stage / f"x{i}", stage / f"p{i}"
         try:
             _say(f"{ds.name}: extracting {archive.name}")
-            safe_extract(archive, extracted)
+            safe_extract(archive, extracted, ds.max_extracted or None)
             got = COLLECTORS[ds.name](extracted, out, wanted, archive)
             _check_contents(ds, src, archive, out, got)
         except DataError as exc:
@@ -230,6 +222,12 @@ def _check_contents(ds: Dataset, src: Source, archive: Path, out: Path,
             if fnmatch.fnmatchcase(folder, pattern) and n != expected:
                 raise DataError(f"{archive}: {folder} holds {n} images, expected {expected}; "
                                 "the download is incomplete or not the official archive")
+    if ds.name == "bsds200" and len(got.get(WHOLE, [])) == len(data.BSDS200_IDS):
+        # no published checksum: the extracted images must be the train split's, by name
+        unexpected = sorted(set(got[WHOLE]) - {f"{i}.png" for i in data.BSDS200_IDS})
+        if unexpected:
+            raise DataError(f"{archive}: {unexpected[0]} is not a BSDS300 training image "
+                            f"({len(unexpected)} such); not the official archive")
 
 
 def _all_failed(ds: Dataset, failures: list[_SourceFailed], remaining: set[str]) -> DataError:

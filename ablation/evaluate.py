@@ -29,7 +29,14 @@ import pandas as pd
 import torch
 
 from ablation import data
-from ablation.benchcache import BenchmarkSet, load_benchmark, make_lr, set_label, to_tensor
+from ablation.benchcache import (
+    BenchmarkSet,
+    check_size,
+    load_benchmark,
+    make_lr,
+    set_label,
+    to_tensor,
+)
 from ablation.degradation import bicubic_up, modcrop, quantize
 from ablation.hostmem import reuse_freed_memory
 from ablation.images import read_image, save_png
@@ -221,7 +228,9 @@ def evaluate_float64(
 
             it = tqdm(files, desc=f"{model_name} {label} x{scale}", leave=False, mininterval=1.0)
         for f in it:
-            hr = modcrop(to_tensor(read_image(f)), scale)
+            hr = to_tensor(read_image(f))
+            check_size(hr, scale, f)
+            hr = modcrop(hr, scale)
             lr = make_lr(hr, scale, f, use_official_lr)
             t0 = time.perf_counter()
             sr = run_model(model, lr, device).cpu()

@@ -21,6 +21,7 @@ from ablation.data import (
     GROUPS,
     Dataset,
     Source,
+    check_counts,
     fix_command,
     read_manifest,
     sha256_file,
@@ -53,7 +54,7 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None,
     if mirror_root is not None:
         _fetch_from_mirror(ds, root, mirror_root)
     else:
-        root.mkdir(parents=True, exist_ok=True)
+        make_dir(root)
         with fetch_lock(root, ds.name):
             download.fetch_online(ds, root, lr_scales, (sources or {}).get(name))
     return [root / ds.subdir]
@@ -88,8 +89,10 @@ def _fetch_from_mirror(ds: Dataset, root: Path, mirror_root: Path) -> None:
     entries = read_manifest(manifest, ds.manifest_prefix)
     if not entries:
         raise DataError(f"{manifest}: no entries for {ds.name!r}; the mirror's manifest is wrong")
+    check_counts(ds.name, entries, manifest, "the mirror's manifest is incomplete: restore it "
+                 "or fetch online (drop --mirror)")
     dest = root / ds.subdir
-    dest.mkdir(parents=True, exist_ok=True)
+    make_dir(dest)
     with fetch_lock(root, ds.name):
         for stale in dest.rglob(".fetch.*"):  # temp files of a copy that was killed
             stale.unlink(missing_ok=True)
@@ -98,28 +101,47 @@ def _fetch_from_mirror(ds: Dataset, root: Path, mirror_root: Path) -> None:
 
 def _copy_verified(ds: Dataset, manifest: Path, entries: dict[str, str], src_dir: Path,
                    dest: Path) -> None:
+    """Copy and verify every listed file; the manifest is written only once all are in, so
+    a failure half-way leaves the dataset marked as it was (copied files are kept, verified,
+    and skipped by the next fetch)."""
     done: dict[str, str] = {}
+    copied = 0
+
+    def failed(what: str) -> DataError:
+        left = (f"the {copied} file(s) copied before it are kept in {dest} (verified; the "
+                "dataset stays unfetched until a fetch completes)") if copied else \
+            "nothing was written to the data dir"
+        return DataError(f"{what}; {left}")
+
     for rel_name, digest in entries.items():
         target = dest / rel_name
         if target.exists() and sha256_file(target) == digest:
             done[rel_name] = digest
             continue
         source = src_dir / rel_name
-        if not source.exists():
-            raise DataError(f"{source}: listed in {manifest} but missing from the mirror")
+        if not source.is_file():
+            raise failed(f"{source}: listed in {manifest} but missing from the mirror")
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".fetch.", dir=target.parent)
         os.close(fd)
         try:
             shutil.copyfile(source, tmp)
             if sha256_file(Path(tmp)) != digest:
-                raise DataError(
-                    f"{source}: checksum mismatch against {manifest}; the mirror copy is "
-                    "corrupt: replace it (nothing was written to the data dir)"
-                )
+                raise failed(f"{source}: checksum mismatch against {manifest}; the mirror copy "
+                             "is corrupt: replace it")
             os.replace(tmp, target)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        copied += 1
         done[rel_name] = digest
     write_manifest(dest, done)
+
+
+def make_dir(folder: Path) -> None:
+    """``mkdir -p`` with a one-line DataError instead of an OSError traceback."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot create this folder ({exc.strerror or exc}); pass a "
+                        "writable --data-dir or free disk space") from None

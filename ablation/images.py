@@ -149,6 +149,12 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
         raise DataError(f"{folder}: folder not found; give an existing folder of images")
     files = sorted(p for p in folder.iterdir()
                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    for p in files:
+        try:
+            p.stat()
+        except OSError as exc:  # a dangling link or a link loop
+            raise DataError(f"{p}: broken link ({exc.strerror or exc}); remove it or fix its "
+                            "target") from None
     if not files:
         raise DataError(
             f"{folder}: no images (.png/.jpg/.bmp/.tif/.webp) in this folder; "

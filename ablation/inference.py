@@ -228,21 +228,24 @@ class Enhanced(torch.nn.Module):
     """A model plus tiling / self-ensemble options, usable wherever a model is.
 
     ``evaluate(Enhanced(net, tile=64, self_ensemble=True), ["Set5"], 2)`` scores the "+" model.
-    ``forward`` takes ``(1, C, h, w)`` in [0, 255] and returns ``(1, C, s*h, s*w)`` float64; it
-    runs on the input's device.
+    ``forward`` takes ``(1, C, h, w)`` in [0, 255] and returns ``(1, C, s*h, s*w)`` float64 on
+    the input's device; the tiles run on ``device`` (None: the input's device).
     """
 
     def __init__(self, model: Callable, tile: int | None = None, overlap: int | None = None,
-                 self_ensemble: bool = False):
+                 self_ensemble: bool = False, device: str | torch.device | None = None):
         super().__init__()
+        if tile is not None and tile < 0:
+            raise ConfigError(f"tile must be >= 0 (0: whole image), got {tile}")
         self.model = model
         self.tile, self.overlap, self.self_ensemble = tile, overlap, self_ensemble
+        self.device = None if device is None else resolve_device(device)
         self.scale = int(model.scale)
         self.n_colors = getattr(model, "n_colors", 0)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         sr = super_resolve(self.model, lr_img, self.tile, self.overlap, self.self_ensemble,
-                           lr_img.device)
+                           self.device or lr_img.device)
         return sr.to(lr_img.device)
 
 

@@ -18,6 +18,7 @@ Tensors: ``forward`` takes ``(B, C, h, w)`` in [0, 255] and returns ``(B, C, s*h
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Literal
 
@@ -121,6 +122,13 @@ class Upsampler(nn.Sequential):
 
 # --------------------------------------------------------------------------- spec
 
+# Sane maxima for a spec's sizes (a spec read from a checkpoint is untrusted: n_feats=10**6
+# would try to allocate terabytes). Far above the study's nets and the published EDSR (32 res
+# blocks, 256 feats, 43M parameters) and RCAN (10 groups x 20 RCABs); MAX_PARAMS bounds what
+# the fields allow together.
+SPEC_MAXIMA = dict(n_blocks=128, n_feats=512, n_groups=32, reduction=512)
+MAX_PARAMS = 100_000_000
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -149,6 +157,17 @@ class ModelSpec:
         check_choice("input", self.input, ("lr", "bicubic"))
         check_choice("block", self.block, ("conv", "conv_bn", "res", "rcab"))
         check_choice("act", self.act, ("relu", "lrelu", "prelu"))
+        check_choice("n_colors", self.n_colors, (1, 3))
+        for name in ("bias", "global_residual", "body_conv", "mean_shift"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name, most in SPEC_MAXIMA.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value > most:
+                raise ConfigError(f"{name} must be an integer <= {most}, got {value!r}")
+        if (isinstance(self.res_scale, bool) or not isinstance(self.res_scale, (int, float))
+                or not math.isfinite(self.res_scale)):
+            raise ConfigError(f"res_scale must be a finite number, got {self.res_scale!r}")
         if self.n_blocks < 0 or self.n_feats < 1 or self.n_groups < 0:
             raise ConfigError(f"n_blocks, n_feats, n_groups must be positive: {self}")
         if self.n_groups and self.block != "rcab":
@@ -232,7 +251,14 @@ class SRNet(nn.Module):
 
 
 def build_model(spec: ModelSpec, scale: int) -> SRNet:
-    """The network for ``spec`` at ``scale`` (default PyTorch init, as the original study)."""
+    """The network for ``spec`` at ``scale`` (default PyTorch init, as the original study).
+
+    Refuses (before allocating) a spec over :data:`MAX_PARAMS` parameters."""
+    check_choice("scale", scale, SCALES)
+    n = count_params(spec, scale)
+    if n > MAX_PARAMS:
+        raise ConfigError(f"spec has {n:,} parameters, over the maximum {MAX_PARAMS:,}: "
+                          f"{spec}")
     return SRNet(spec, scale)
 
 

@@ -11,11 +11,20 @@ Layout (one folder per run)::
 
 A run is *done* when ``metrics.json`` exists and its ``config_hash`` matches; every file is
 written atomically, and ``metrics.json`` last, so a killed run is never mistaken for a done one.
+
+Nothing read back is trusted: :func:`check_run` (the one validation every reader goes through)
+accepts a run only when ``metrics.json`` is complete, well-formed, matches its folder and agrees
+with ``per_image.csv``, and every file the pages need is there. Anything else is *damaged*:
+reported with one line naming the file, and treated as unfinished (a rerun redoes it).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from ablation import paths
@@ -28,23 +37,153 @@ def run_dir(profile: str, task: int, variant: str, scale: int, seed: int = 0,
         f"x{scale}" / f"seed{seed}"
 
 
-def read_metrics(folder: Path) -> dict | None:
-    """The run's metrics, or None if the run hasn't finished (or the file is unreadable)."""
-    f = Path(folder) / "metrics.json"
+# Files a finished run needs beside metrics.json: the per-image scores it is checked against,
+# and what the pages show (training curves, visual comparison). Bicubic has no training.
+RUN_FILES = ("per_image.csv",)
+TRAINED_RUN_FILES = ("history.csv", "model.pt")
+# per_image.csv holds floats as written by pandas (repr: they read back exactly), so the set
+# means recomputed from it differ from metrics.json only by summation order (~1e-13); an edit
+# of either file beyond the 6th decimal (dB) or 7th (SSIM) is caught.
+PSNR_TOLERANCE = 1e-6
+SSIM_TOLERANCE = 1e-7
+
+
+class DamagedRunWarning(UserWarning):
+    """A run folder whose files can't be trusted; it is treated as unfinished."""
+
+
+@dataclass(frozen=True)
+class RunCheck:
+    """What :func:`check_run` found: the metrics of a finished run, or why there are none."""
+
+    metrics: dict | None  # None: unfinished or damaged
+    problem: str | None = None  # one line naming the file, the problem and the fix; None if ok
+
+
+def check_run(folder: str | os.PathLike) -> RunCheck:
+    """Validate a run folder: the single check behind every reader of finished runs.
+
+    Finished means: ``metrics.json`` is UTF-8 JSON holding a dict with every field of a run
+    (finite PSNR/SSIM, a positive image count per set), its task / variant / scale / seed name
+    this folder, its set means and counts agree with ``per_image.csv``, and ``model.pt`` and
+    ``history.csv`` exist for a trained run. No ``metrics.json``: unfinished (no problem).
+    """
+    folder = Path(folder)
+    f = folder / "metrics.json"
     try:
-        return json.loads(f.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        raw = f.read_bytes()
+    except FileNotFoundError:
+        return RunCheck(None)
+    except OSError as exc:
+        return _damaged(f, f"unreadable ({exc.strerror or exc})")
+    try:
+        m = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _damaged(f, "not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        return _damaged(f, f"not valid JSON ({exc.msg} at line {exc.lineno})")
+    problem = _metrics_problem(m, folder)
+    if problem is None:
+        problem = _files_problem(m, folder)
+    if problem is not None:
+        return _damaged(f, problem)
+    return RunCheck(m)
+
+
+def _damaged(f: Path, what: str) -> RunCheck:
+    return RunCheck(None, f"{f}: damaged run ({what}); treated as unfinished: rerun its "
+                          "`ablation train` (or the sweep) to redo it")
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _metrics_problem(m, folder: Path) -> str | None:
+    """Why the parsed ``metrics.json`` is not a finished run's, or None."""
+    if not isinstance(m, dict):
+        return f"holds a JSON {type(m).__name__}, not an object"
+    fields = dict(task=_int, variant=lambda x: isinstance(x, str) and x,
+                  scale=lambda x: _int(x) and x in (2, 3, 4), seed=lambda x: _int(x) and x >= 0,
+                  config_hash=lambda x: isinstance(x, str) and x,
+                  label=lambda x: isinstance(x, str), params=_int, flops_per_pixel=_number,
+                  train_seconds=_number, iterations=_int,
+                  sets=lambda x: isinstance(x, dict) and x)
+    for name, ok in fields.items():
+        if name not in m:
+            return f"no {name!r}"
+        if not ok(m[name]):
+            return f"bad {name!r}: {str(m[name])[:40]!r}"
+    key = f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
+    if "/".join(folder.parts[-4:]) != key:
+        return f"it describes {key}, not this folder"
+    for name, s in m["sets"].items():
+        if not (isinstance(s, dict) and _number(s.get("psnr")) and _number(s.get("ssim"))
+                and _int(s.get("n_images")) and s["n_images"] > 0):
+            return f"set {str(name)[:40]!r} lacks a finite psnr, ssim or a positive n_images"
+    return None
+
+
+def _files_problem(m: dict, folder: Path) -> str | None:
+    """Why the run's other files don't back ``metrics.json`` up, or None."""
+    needed = RUN_FILES + (() if m["variant"] == "bicubic" else TRAINED_RUN_FILES)
+    missing = [n for n in needed if not (folder / n).is_file()]
+    if missing:
+        return f"{', '.join(missing)} missing"
+    import pandas as pd
+
+    try:
+        per_image = pd.read_csv(folder / "per_image.csv")
+        g = per_image.groupby("set", sort=False)
+        means = g.agg(psnr=("psnr", "mean"), ssim=("ssim", "mean"), n=("image", "count"))
+    except Exception as exc:  # unparsable, wrong columns, non-numeric scores
+        return f"per_image.csv unreadable ({exc.__class__.__name__})"
+    if sorted(map(str, means.index)) != sorted(m["sets"]):
+        return "its sets differ from per_image.csv's"
+    for name, s in m["sets"].items():
+        row = means.loc[name]
+        if int(row.n) != s["n_images"]:
+            return f"{name}: {s['n_images']} images, per_image.csv has {int(row.n)}"
+        if not (abs(row.psnr - s["psnr"]) <= PSNR_TOLERANCE
+                and abs(row.ssim - s["ssim"]) <= SSIM_TOLERANCE):
+            return (f"{name}: PSNR/SSIM {s['psnr']:.4f}/{s['ssim']:.4f} differ from the "
+                    f"per-image mean {row.psnr:.4f}/{row.ssim:.4f} in per_image.csv")
+    return None
+
+
+def read_metrics(folder: Path) -> dict | None:
+    """The run's metrics, or None if it hasn't finished or is damaged (see :func:`check_run`;
+    a damaged run also gets a :class:`DamagedRunWarning` naming the file)."""
+    check = check_run(folder)
+    if check.problem:
+        warnings.warn(check.problem, DamagedRunWarning, stacklevel=2)
+    return check.metrics
+
+
+def metrics_files(profile: str, results_dir=None) -> list[Path]:
+    """Every ``metrics.json`` under ``results/<profile>``, finished or not, sorted."""
+    root = paths.results_dir(results_dir) / profile
+    return sorted(root.glob("task*/*/x*/seed*/metrics.json"))
 
 
 def iter_metrics(profile: str, results_dir=None):
-    """Yield every finished run's metrics dict under ``results/<profile>``."""
-    root = paths.results_dir(results_dir) / profile
-    for f in sorted(root.glob("task*/*/x*/seed*/metrics.json")):
+    """Yield every finished run's metrics dict under ``results/<profile>`` (damaged runs are
+    left out with a :class:`DamagedRunWarning` naming the file)."""
+    for f in metrics_files(profile, results_dir):
         m = read_metrics(f.parent)
         if m is not None:
             m["run_dir"] = str(f.parent)
             yield m
+
+
+def damaged_runs(profile: str, results_dir=None) -> list[str]:
+    """One line per damaged run under ``results/<profile>`` (file, problem, fix)."""
+    return [c.problem for f in metrics_files(profile, results_dir)
+            if (c := check_run(f.parent)).problem]
 
 
 def resolve_model(name: str, scale: int, profile: str = "cpu", seed: int = 0,
@@ -55,7 +194,11 @@ def resolve_model(name: str, scale: int, profile: str = "cpu", seed: int = 0,
     if "/" not in name:
         raise ConfigError(f"model {name!r}: use TASK/VARIANT, e.g. task4/baseline")
     task_part, variant = name.split("/", 1)
-    number = 0 if task_part in ("reference", "task0") else int(task_part.removeprefix("task"))
+    try:
+        number = 0 if task_part in ("reference", "task0") else int(task_part.removeprefix("task"))
+    except ValueError:
+        raise ConfigError(f"model {name!r}: use TASK/VARIANT, e.g. task4/baseline or "
+                          "reference/edsr_baseline") from None
     task = get_task(number)
     if not task.variant(variant).trainable:
         raise ConfigError(f"model {name!r} is computed, not trained; use --model {variant}")

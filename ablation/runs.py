@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ablation import results as results_mod
 from ablation.costs import frame_flops
-from ablation.errors import AblationError
+from ablation.errors import AblationError, ConfigError, DiskWriteError
 from ablation.evaluate import Bicubic, evaluate, summarize
 from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
 from ablation.models import count_params, flops_per_output_pixel
@@ -34,12 +34,47 @@ class RunLocked(AblationError):
 
 
 def run_lock(folder: Path, wait: bool = True, timeout: float = 24 * 3600):
-    """Exclusive lock on ``folder/.lock`` (released if the holder dies: it's an flock)."""
-    def busy(_holder: str) -> RunLocked:
-        return RunLocked(f"{folder}: another process is running this run; wait for it to "
-                         "finish or stop it")
+    """Exclusive lock on ``folder/.lock`` (released if the holder dies: it's an flock).
 
-    return exclusive_lock(folder / ".lock", busy, wait=wait, timeout=timeout)
+    A waiter says once, on stderr, whom it waits for (the holder writes its pid there)."""
+    def busy(holder: str) -> RunLocked:
+        return RunLocked(f"{folder}: another process{holder} is running this run; wait for it "
+                         "to finish or stop it")
+
+    try:  # an unwritable results folder is one line, not a traceback from inside the lock
+        folder.mkdir(parents=True, exist_ok=True)
+        open(folder / ".lock", "a").close()
+    except OSError as exc:
+        raise DiskWriteError(exc.errno, f"{folder}: cannot write the run's folder "
+                             f"({exc.strerror or exc}); make the results folder writable or "
+                             "pass another --results") from None
+    shown = str(folder).replace("{", "{{").replace("}", "}}")
+    return exclusive_lock(folder / ".lock", busy, wait=wait, timeout=timeout,
+                          waiting=f"waiting for the process{{who}} running {shown} ...")
+
+
+def check_run_inputs(seeds, results_dir=None, data_dir=None, iterations=None,
+                     device="auto") -> None:
+    """Refuse what would make every run of a page fail or land in the wrong place, before any
+    run starts: a negative or non-integer seed, iterations < 1, a device this machine lacks, a
+    results path that is a file, a data folder without the benchmark sets (every run is
+    scored on them)."""
+    from ablation import data, paths
+    from ablation.device import resolve_device
+
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seeds must be integers >= 0, got {list(seeds)}")
+    if iterations is not None and (isinstance(iterations, bool) or not isinstance(
+            iterations, int) or iterations < 1):
+        raise ConfigError(f"iterations must be a positive integer (or None), got {iterations!r}")
+    resolve_device(device)
+    results = paths.results_dir(results_dir)
+    if results.exists() and not results.is_dir():
+        raise ConfigError(f"results_dir {results}: is a file, not a folder; give a folder")
+    root = paths.data_dir(data_dir)
+    command = data.fix_command("benchmark") + (f" --data-dir {data_dir}" if data_dir else "")
+    data.verify_folder(root / "benchmark", command)
 
 
 def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed: int = 0,
@@ -63,7 +98,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
         raise AblationError(f"{folder}: no finished run with config hash {run.config_hash}, and "
                             f"{REUSE_ONLY_ENV}=1 forbids training it; unset it to train")
     with run_lock(folder, wait=wait):
-        done = results_mod.read_metrics(folder)  # another process may have finished it
+        done = results_mod.check_run(folder).metrics  # another process may have finished it
         if done is not None and done.get("config_hash") == run.config_hash and not retrain:
             done["reused"] = True
             return done

@@ -10,6 +10,7 @@ digest of the whole results folder (:func:`results_digest`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
@@ -25,22 +26,24 @@ RERUN_MODULE = "ablation.rerun"  # a page that runs it links to the repository i
 
 def run_hash(results_root: Path, key: str) -> str | None:
     """Config hash of the finished run ``key`` ('task04/baseline/x2/seed0'), else None."""
-    from ablation.results import read_metrics
+    from ablation.results import check_run
 
-    m = read_metrics(results_root / key)
+    m = check_run(results_root / key).metrics  # damaged: unfinished (reported by the sweep)
     return None if m is None else m.get("config_hash")
 
 
 def results_digest(results_root: Path) -> str:
-    """Digest of every finished run of a profile (path, config hash, mtime)."""
+    """Digest of every finished run of a profile (path, config hash, mtime); damaged runs
+    (see :func:`ablation.results.check_run`) count as absent."""
+    from ablation.results import check_run
+
     h = hashlib.sha256()
     for f in sorted(results_root.glob("task*/*/x*/seed*/metrics.json")):
-        try:
-            m = json.loads(f.read_text())
-            h.update(f"{f.relative_to(results_root)} {m.get('config_hash')} "
-                     f"{f.stat().st_mtime_ns}\n".encode())
-        except (OSError, json.JSONDecodeError):
-            continue
+        m = check_run(f.parent).metrics
+        with contextlib.suppress(OSError):
+            if m is not None:
+                h.update(f"{f.relative_to(results_root)} {m.get('config_hash')} "
+                         f"{f.stat().st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 
@@ -78,9 +81,10 @@ def page_sources(nb: Any) -> list[Path]:
 def read_stamp(job: Job) -> dict | None:
     """The page's stamp, or None if missing or unreadable."""
     try:
-        return json.loads(job.stamp.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        stamp = json.loads(job.stamp.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # unreadable: the page is redone (and its stamp rewritten)
+    return stamp if isinstance(stamp, dict) else None
 
 
 def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:

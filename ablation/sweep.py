@@ -375,18 +375,28 @@ def sweep(s: Settings, wait: bool = False) -> list[dict]:
 # --------------------------------------------------------------------------- reporting
 
 
-def summary(results: list[dict], seconds: float, s: Settings) -> str:
-    """The end-of-sweep report: counts, then one line per failed page."""
+def summary(results: list[dict], seconds: float, s: Settings,
+            damaged: list[str] | None = None) -> str:
+    """The end-of-sweep report: counts, then one line per failed page and per damaged run
+    (``damaged``: :func:`ablation.results.damaged_runs`, left out of every page)."""
+    damaged = damaged or []
     counts = {k: sum(r["status"] == k for r in results) for k in ("ran", "reused", "failed")}
     lines = [f"sweep (profile {s.profile}, results {s.results_root}): {len(results)} pages in "
              f"{seconds:.0f} s: {counts['ran']} ran, {counts['reused']} reused, "
-             f"{counts['failed']} failed"]
+             f"{counts['failed']} failed" + (f", {len(damaged)} damaged run(s) left out"
+                                              if damaged else "")]
     for r in results:
         if r["status"] == "failed":
             first = r["error"].splitlines()[0] if r["error"] else "unknown error"
             lines.append(f"  failed: {r['name']}: {first} (see {r['output']})")
-    lines.append(f"pages in {s.book_dir}; build the book with "
-                 f"`ablation book --book-dir {s.book_dir}`")
+    lines += [f"  damaged: {line}" for line in damaged]
+    if s.book_dir.name == "book":
+        lines.append(f"pages in {s.book_dir}; build the book with "
+                     f"`ablation book --book-dir {s.book_dir}`")
+    else:  # the table of contents lists book/...: `ablation book` needs that name
+        lines.append(f"pages in {s.book_dir}; to build the book, move them to a folder named "
+                     f"'book' (e.g. {s.book_dir.parent / 'book'}) and run "
+                     "`ablation book --book-dir <that folder>`")
     return "\n".join(lines)
 
 
@@ -402,6 +412,9 @@ def dry_run(s: Settings) -> str:
         extra = f" scales={job.params['scales']}" if "scales" in job.params else ""
         lines.append(f"{state:10s}  {job.page.name:14s}  {job.page.notebook} -> "
                      f"{job.output}{extra}")
+    from ablation.results import damaged_runs
+
+    lines += [f"damaged     {line}" for line in damaged_runs(s.profile, s.results_dir)]
     return "\n".join(lines)
 
 
@@ -445,14 +458,30 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def settings_from_args(args) -> Settings:
     """Validate the command line into :class:`Settings`."""
+    from ablation.device import resolve_device
+
     tasks = parse_tasks(args.tasks)
     for n in tasks:
         check_choice("task", n, list(TASKS))
+    if not args.scales:
+        raise ConfigError("--scales: empty; give e.g. 2,3,4")
     for sc in args.scales:
         check_choice("scale", sc, SCALES)
     check_choice("profile", args.profile, PROFILE_NAMES)
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.iterations is not None and args.iterations < 1:
+        raise ConfigError(f"--iterations must be >= 1, got {args.iterations}")
+    if any(seed < 0 for seed in args.seeds):
+        raise ConfigError(f"--seeds must be >= 0, got {args.seeds}")
+    resolve_device(args.device)  # unknown or absent here: refused before any page runs
+    for option, value in (("--book-dir", args.book_dir), ("--results", args.results)):
+        if value is not None and Path(value).exists() and not Path(value).is_dir():
+            raise ConfigError(f"{option} {value}: is a file, not a folder; give a folder")
+    if args.build and Path(args.book_dir).name != "book":
+        raise ConfigError(f"--book-dir {args.book_dir}: `--build` needs a folder named 'book' "
+                          "(the table of contents lists book/...); e.g. --book-dir "
+                          f"{Path(args.book_dir) / 'book'}")
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
     return Settings(tasks=tasks, scales=list(args.scales), profile=args.profile,
                     seeds=list(args.seeds) or [0],
@@ -464,7 +493,8 @@ def settings_from_args(args) -> Settings:
 
 
 def run(args) -> int:
-    """``ablation sweep``: dry run, or sweep (and build); 1 if a page failed."""
+    """``ablation sweep``: dry run, or sweep (and build); 1 if a page failed or a run is
+    damaged."""
     s = settings_from_args(args)
     # --status; --executor slurm: the runs as SLURM jobs first, then the pages below
     code = slurm.run(args, s, run_keys(s), sweep_lock(s.results_root, args.wait))
@@ -473,10 +503,13 @@ def run(args) -> int:
     if args.dry_run:
         print(dry_run(s))
         return 0
+    from ablation.results import damaged_runs
+
     t0 = time.perf_counter()
     results = sweep(s, wait=args.wait)
-    print(summary(results, time.perf_counter() - t0, s))
-    failed = any(r["status"] == "failed" for r in results)
+    damaged = damaged_runs(s.profile, s.results_dir)
+    print(summary(results, time.perf_counter() - t0, s, damaged))
+    failed = any(r["status"] == "failed" for r in results) or bool(damaged)
     if args.build:
         from ablation.book import build
 

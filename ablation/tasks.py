@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ablation.config import SCALES
-from ablation.errors import check_choice
+from ablation.errors import ConfigError, check_choice
 from ablation.models import ModelSpec
 
 LOSSES = ("l1", "l2", "perceptual")
@@ -172,19 +172,28 @@ def get_task(number: int) -> Task:
 
 
 def parse_tasks(text: str) -> list[int]:
-    """'1-3,5' -> [1, 2, 3, 5] (validated)."""
+    """'1-3,5' -> [1, 2, 3, 5]. Every number and range end is checked against the task table
+    *before* a range is expanded (``1-1000000000`` is refused, not materialised); a reversed
+    range (``5-3``) or an empty selection is an error, not a silent no-op."""
+    valid = ", ".join(str(n) for n in TASKS)
     out: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
-        if "-" in part:
-            lo, hi = (int(x) for x in part.split("-", 1))
-            out.extend(range(lo, hi + 1))
-        else:
-            out.append(int(part))
-    for n in out:
-        get_task(n)
+        lo_text, dash, hi_text = part.partition("-")
+        try:
+            lo, hi = int(lo_text), int(hi_text) if dash else int(lo_text)
+        except ValueError:
+            raise ConfigError(f"--tasks: {part!r} is not a task number or range (e.g. "
+                              f"{TASK_RANGE} or 1,3,5); valid tasks: {valid}") from None
+        for n in (lo, hi):
+            check_choice("task", n, list(TASKS))
+        if lo > hi:
+            raise ConfigError(f"--tasks: reversed range {part!r}; write it as {hi}-{lo}")
+        out.extend(range(lo, hi + 1))
+    if not out:
+        raise ConfigError(f"--tasks: no task given; e.g. {TASK_RANGE} or 1,3,5 (valid: {valid})")
     return out
 
 

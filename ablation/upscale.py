@@ -10,8 +10,9 @@ EXIF orientation applied, gray kept gray, alpha upscaled bicubically and re-atta
 profile carried over. Images larger than the tile run tile by tile (:mod:`ablation.inference`),
 so memory grows with the output's 8-bit pixels only, never with the net's activations at HR size.
 
-A bad file (corrupt, unsupported) is reported on one line and skipped; the others are still
-written and the exit code is 1. The Python entry point is :func:`upscale_files` (the demo
+A bad file (corrupt) is reported on one line and skipped; the others are still written and
+the exit code is 1 (2 when an INPUT argument names no image: missing or unsupported type).
+The Python entry point is :func:`upscale_files` (the demo
 notebook uses it); :func:`main` runs the command from an argv list (tests).
 """
 
@@ -59,6 +60,7 @@ class UpscaleRecord:
     has_alpha: bool = False
     seconds: float = 0.0
     error: str | None = None
+    usage: bool = False  # the INPUT argument itself was wrong (missing, not an image type)
 
     @property
     def ok(self) -> bool:
@@ -141,7 +143,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[Upsca
             else:
                 files.append(path)
         except AblationError as exc:
-            failed.append(UpscaleRecord(input=path, error=str(exc)))
+            failed.append(UpscaleRecord(input=path, error=str(exc), usage=True))
     return files, failed
 
 
@@ -369,7 +371,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the command; 0 if every file was written, 1 if any failed.
+    """Run the command; 0 if every file was written, 1 if any failed, 2 if an INPUT argument
+    names no image.
 
     Batch-level problems (no trained model, checkpoint at another scale) raise AblationError,
     which the CLI prints as one ``error:`` line.
@@ -383,6 +386,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, compare=args.compare, profile=args.profile,
         results_dir=args.results, progress=not getattr(args, "quiet", False), on_error=report)
     print(summary(records, args.out))
+    if any(r.usage for r in records):
+        return 2
     return 0 if all(r.ok for r in records) else 1
 
 

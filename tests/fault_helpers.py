@@ -152,7 +152,8 @@ def temp_leftovers(*roots: Path) -> list[str]:
             found.update(str(p) for p in root.rglob(pattern))
         found.update(str(p) for d in root.rglob(".sweep-tmp") for p in d.iterdir())
         found.update(str(p) for d in root.rglob("cache") if d.is_dir()
-                     for p in d.iterdir() if p.name.startswith("."))  # cache build dirs
+                     for p in d.iterdir()  # cache build dirs (not the builders' locks)
+                     if p.name.startswith(".") and not p.name.endswith(".lock"))
         found.update(str(p) for d in root.rglob("downloads") if d.is_dir()
                      for p in d.iterdir() if p.name.startswith("tmp"))  # pooch partials
     return sorted(found)

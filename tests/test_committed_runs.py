@@ -77,8 +77,7 @@ def no_training(monkeypatch):
 def test_committed_run_is_reused_with_its_hash(path, tmp_path, data_dir, no_training):
     committed = json.loads(path.read_text())
     folder = tmp_path / "results" / "cpu" / _key(path)
-    folder.mkdir(parents=True)
-    shutil.copy2(path, folder / "metrics.json")
+    shutil.copytree(path.parent, folder)  # a finished run is all of its files (check_run)
     m = run_variant(committed["task"], committed["variant"], committed["scale"], "cpu",
                     committed["seed"], results_dir=tmp_path / "results", data_dir=data_dir,
                     progress=False)

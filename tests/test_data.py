@@ -46,8 +46,16 @@ def fake_mirror_ro(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Pa
 
 
 @pytest.fixture
-def fake_mirror(fake_mirror_ro: Path, tmp_path: Path) -> Path:
-    """A private copy tests may corrupt."""
+def fake_mirror(fake_mirror_ro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy tests may corrupt; the datasets' expected image counts are the subset's
+    (a full dataset's counts would refuse it as truncated)."""
+    for name, picks in (("benchmark", BENCH_PICK), ("t91", TRAIN_PICK[:3]),
+                        ("bsds200", TRAIN_PICK[3:])):
+        counts: dict[str, int] = {}
+        for rel in picks:
+            folder = str(Path(rel).parent) if name == "benchmark" else "."
+            counts[folder] = counts.get(folder, 0) + 1
+        monkeypatch.setitem(data.EXPECTED_IMAGES, name, counts)
     return Path(shutil.copytree(fake_mirror_ro, tmp_path / "mirror"))
 
 

@@ -109,6 +109,10 @@ def _fast_and_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.delenv("ABLATION_MIRROR", raising=False)
+    # the fake archives below hold a few images: those are the datasets' counts here
+    monkeypatch.setitem(data.EXPECTED_IMAGES, "t91", {".": 3})
+    monkeypatch.setitem(data.EXPECTED_IMAGES, "benchmark",
+                        {f"{name}/HR": 2 for name in BENCHMARKS})
 
 
 # --------------------------------------------------------------------------- archive builders

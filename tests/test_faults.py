@@ -72,6 +72,64 @@ Case -> tests. "here:" lists this file's tests; "file.py::" tests elsewhere that
       here: test_partial_or_missing_dataset_is_refused
       test_data.py::test_partial_dataset_names_the_missing_file
       test_data.py::test_missing_dataset_names_the_fetch_command
+
+Issue 14, trust nothing read back (tests in test_trust.py, "trust::" below; case 14.N there):
+13  (14.1) damaged metrics.json (truncated, not UTF-8, [], no sets, edited or NaN PSNR, other
+           counts or run, per_image.csv missing or disagreeing): named, left out, redone
+      trust::test_damaged_run_is_named_and_left_out[...]
+      trust::test_damaged_seed_is_named_not_published_as_fewer_seeds
+      trust::test_sweep_names_damaged_runs_and_fails
+      trust::test_a_damaged_run_is_redone_and_nothing_is_lost
+      test_sweep.py::test_stamp_decides_what_is_up_to_date (fake runs pass check_run)
+14  (14.2) `ablation eval --tile N` / `--self-ensemble` through the CLI
+      trust::test_eval_cli_tile_and_self_ensemble
+15  (14.3) truncated mirror manifest; fewer images than the set has; what a failed copy left
+      trust::test_truncated_mirror_manifest_is_refused
+      trust::test_a_dataset_with_fewer_images_is_refused_on_read
+      trust::test_failed_mirror_copy_says_what_it_left
+16  (14.4) three concurrent cache builders; index null / []; a file instead of the folder;
+           a full disk under the cache
+      trust::test_three_concurrent_cache_builders_on_a_fresh_data_folder
+      trust::test_damaged_cache_index_or_folder_is_rebuilt[...]
+      trust::test_cache_on_a_full_disk_is_a_one_line_error
+17  (14.5) a finished run whose model.pt (or history.csv) is gone is not "reused"
+      trust::test_finished_run_without_model_pt_is_trained_not_reused
+      trust::test_damaged_run_is_named_and_left_out[model-missing|history-missing]
+18  (14.6) sweep ranges checked before expanding, reversed/empty refused, --iterations >= 1
+      trust::test_task_ranges_are_checked_before_expanding
+      trust::test_sweep_refuses_bad_values_before_planning[...]
+19  (14.7) checkpoint spec bounded; NaN/inf weights refused by eval and upscale
+      trust::test_checkpoint_spec_is_bounded[...]
+      trust::test_spec_limits_are_one_set_of_maxima_next_to_modelspec
+      trust::test_nan_weights_are_refused_by_eval_and_upscale
+20  (14.8) tracebacks turned into one line: devices, --model foo/bar, empty --scales/--sets,
+           --learning-rate nan, a 1x1 image, broken links, sweep --tasks abc, a file as
+           --book-dir/--results, an unwritable results folder, a book folder on a full disk,
+           a non-UTF-8 stamp, papermill parameters (results_dir a file, seeds [-1],
+           data_dir=/etc, iterations 0, an unknown device)
+      trust::test_cli_value_is_a_one_line_error[...]
+      trust::test_a_tiny_image_in_eval_names_the_file
+      trust::test_broken_link_in_a_training_folder_names_it[dangling|loop]
+      trust::test_sweep_book_dir_or_results_that_is_a_file
+      trust::test_unwritable_results_folder_is_one_line
+      trust::test_book_folder_on_a_full_disk_is_one_line
+      trust::test_unreadable_page_stamp_is_redone_not_a_traceback
+      trust::test_page_parameters_are_checked_before_any_run
+      trust::test_cache_on_a_full_disk_is_a_one_line_error
+21  (14.9) BSDS300 over HTTPS, no made-up checksum, checked against the train split's ids;
+           archives capped at what their dataset needs
+      trust::test_bsds300_has_https_and_no_made_up_checksum
+      trust::test_bsds_archive_of_other_images_is_refused
+      trust::test_archive_expanding_past_the_dataset_cap_is_refused[zip|tar]
+22  (14.10) the sweep's book hint; a waiting train names whom it waits for; unsafe pickles
+      trust::test_sweep_hint_for_a_folder_not_named_book
+      trust::test_a_waiting_train_says_whom_it_waits_for
+      trust::test_unsafe_pickle_is_called_unsafe
+prop  random strings for every option of every command: exit 0 or 2, <= 3 stderr lines, no
+      Traceback (hypothesis; ABLATION_PROPERTY_EXAMPLES=N for a longer hunt)
+      trust::test_cli_parsers_take_any_string
+      trust::test_the_cli_in_a_subprocess_never_prints_a_traceback
+
 soak  three sweeps in a row; 3000 sampler batches
       here: test_soak_three_sweeps_leave_no_processes_temp_files_or_growth (slow)
             test_sampler_rss_is_flat_over_3000_batches
@@ -493,8 +551,13 @@ def test_disk_full_keeps_earlier_files(finished_run, data_dir, tiny_eval, tmp_pa
     assert full.before and "metrics.json" in full.before
     assert snapshot(folder) == full.before  # every earlier file byte-identical
     assert temp_leftovers(results) == []
-    old = results_mod.read_metrics(folder)  # the finished run is still there, still itself
-    assert old["config_hash"] == first["config_hash"] and old["iterations"] == 4
+    old = results_mod.check_run(folder)
+    if target == "metrics.json":  # the new run's model.pt and per_image.csv are in, its
+        # metrics.json is not: the old one no longer describes the folder; named, redone below
+        assert old.metrics is None and "per_image.csv" in one_line(old.problem)
+    else:  # the finished run is still there, still itself
+        assert old.metrics["config_hash"] == first["config_hash"]
+        assert old.metrics["iterations"] == 4
 
     full.disarm()  # space freed: the rerun resumes and finishes
     m = run_variant(4, "baseline", 2, "smoke", iterations=8, **kw)

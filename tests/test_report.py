@@ -7,49 +7,26 @@ import json
 import math
 from pathlib import Path
 
+import fake_runs
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from ablation import report
-from ablation import results as results_mod
-from ablation.checkpoint import save_checkpoint
 from ablation.config import make_config
 from ablation.errors import DataError
 from ablation.images import save_png
-from ablation.models import build_model, count_params, flops_per_output_pixel
+from ablation.models import build_model, count_params
 from ablation.tasks import get_task
 
 PROFILE = "cpu"
 
 
 def fake_run(root: Path, task: int, variant: str, scale: int, seed: int,
-             psnr: dict[str, float], profile: str = PROFILE, model: bool = False) -> Path:
-    """Write a finished run's files in the format of ablation.runs.run_variant."""
-    folder = results_mod.run_dir(profile, task, variant, scale, seed, root)
-    folder.mkdir(parents=True, exist_ok=True)
-    bicubic = variant == "bicubic"
-    spec = None if bicubic else get_task(task).variant(variant).spec
-    flops = 0.0 if bicubic else flops_per_output_pixel(spec, scale)
-    metrics = dict(
-        task=task, task_key=f"task{task:02d}", variant=variant, scale=scale, seed=seed,
-        label="bicubic (MATLAB)" if bicubic else get_task(task).variant(variant).label,
-        profile=profile, config_hash=f"hash-{task}-{variant}-{scale}",
-        params=0 if bicubic else count_params(spec, scale), flops_per_pixel=flops,
-        flops_1280x720=flops * 1280 * 720, iterations=0 if bicubic else 100,
-        train_seconds=1.5, eval_seconds=0.5, device="cpu", loss=None if bicubic else "l1",
-        spec=None if bicubic else spec.to_dict(),
-        sets={s: dict(psnr=p, ssim=0.9 + p / 1000, n_images=5) for s, p in psnr.items()})
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    if not bicubic:
-        pd.DataFrame(dict(iteration=[50, 100], loss=[0.1, 0.05], learning_rate=[1e-3, 1e-4],
-                          val_psnr=[30.0 + seed, 31.0 + seed], seconds=[1.0, 2.0])) \
-            .to_csv(folder / "history.csv", index=False)
-    if model and not bicubic:
-        torch.manual_seed(seed)
-        save_checkpoint(folder / "model.pt", build_model(spec, scale))
-    return folder
+             psnr: dict[str, float], profile: str = PROFILE, model: bool = True) -> Path:
+    """A finished run's files (see tests/fake_runs.py; every trained run has its model.pt)."""
+    return fake_runs.fake_run(root, task, variant, scale, seed, psnr, profile)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from fake_runs import fake_run
 
 from ablation import book, sweep
 
@@ -68,9 +69,9 @@ def settings(tmp_path, **kw) -> sweep.Settings:
 def finish_fake(job: sweep.Job, s: sweep.Settings, digest: str) -> None:
     """Pretend the page ran: its runs finished, page and stamp written."""
     for key in job.expected_runs:
-        folder = s.results_root / key
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "metrics.json").write_text(json.dumps({"config_hash": f"h-{key}"}))
+        task, variant, scale, seed = key.split("/")
+        fake_run(s.results_dir, int(task[4:]), variant, int(scale[1:]), int(seed[4:]),
+                 dict(Set5=30.0), s.profile, config_hash=f"h-{key}")
     job.output.parent.mkdir(parents=True, exist_ok=True)
     job.output.write_text("{}")
     job.stamp.write_text(json.dumps(dict(

@@ -120,8 +120,12 @@ def run_task(task: int, profile: str = "cpu", scales: Sequence[int] | None = Non
     ``variants`` means all, ``iterations=None`` the profile's default, ``retrain`` retrains the
     task's own variants (never the shared baselines).
     """
+    from ablation.runs import check_run_inputs
+
     t = get_task(task)
     check_choice("profile", profile, PROFILE_NAMES)
+    check_run_inputs(list(seeds), results_dir, data_dir, iterations, device)  # else every
+    # run would show "not run: ..." on a page that exits 0
     out = TaskRuns(t.number, profile, list(scales or t.scales), [int(s) for s in seeds] or [0],
                    list(variants or []), _str_or_none(results_dir), _str_or_none(data_dir))
     progress = interactive() if progress is None else progress
