@@ -189,6 +189,11 @@ def test_bicubic_and_wrapped_models_and_saved_images(data_dir, tmp_path):
 
 
 COMMITTED = ["task04/baseline/x2/seed0", "task01/3layers/x3/seed0", "task00/bicubic/x4/seed0"]
+# The committed runs were scored with an NCHW forward; today's runs in channels_last (another
+# oneDNN kernel), so a few SR values land on the other side of a rounding boundary. That moves
+# an image's SSIM by up to ~2e-6 (measured: 1.6e-6 on one Urban100 image of the 3-layer net at
+# x3; PSNR stays within 1e-4 dB). The metric itself is within 1e-7 of float64 (tests above).
+RESCORE_SSIM_TOL = 5e-6
 
 
 @pytest.mark.slow
@@ -208,7 +213,7 @@ def test_committed_runs_rescore_to_their_committed_numbers(data_dir, run):
     both = per_image.merge(now, on=["set", "image"], suffixes=("_then", "_now"))
     assert len(both) == len(per_image) == len(now)
     assert (both.psnr_then - both.psnr_now).abs().max() < PSNR_TOL
-    assert (both.ssim_then - both.ssim_now).abs().max() < SSIM_TOL
+    assert (both.ssim_then - both.ssim_now).abs().max() < RESCORE_SSIM_TOL
     for r in summarize(now).itertuples():
         assert r.psnr == pytest.approx(metrics["sets"][r.set]["psnr"], abs=PSNR_TOL)
-        assert r.ssim == pytest.approx(metrics["sets"][r.set]["ssim"], abs=SSIM_TOL)
+        assert r.ssim == pytest.approx(metrics["sets"][r.set]["ssim"], abs=RESCORE_SSIM_TOL)
