@@ -9,6 +9,7 @@ import json
 import math
 import multiprocessing as mp
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,7 @@ from ablation.tasks import BASELINE
 
 REPO = Path(__file__).resolve().parents[1]
 PSNR_TOL, SSIM_TOL = 1e-4, 1e-6
+SMALL = replace(BASELINE, n_blocks=2, n_feats=16)  # the baseline's layout at a tenth of the cost
 
 
 def _worst_metric_gap(data_dir, set_name: str, scale: int, gray_as_rgb: bool = False):
@@ -156,7 +158,7 @@ def test_concurrent_builders_agree(data_dir, tmp_path):
 
 def test_fast_evaluate_equals_reference_for_a_net(data_dir):
     torch.manual_seed(0)
-    net = build_model(BASELINE, 2).eval()
+    net = build_model(SMALL, 2).eval()
     fast = evaluate(net, ["Set5", "Set14"], 2, "net", data_dir)
     ref = evaluate_float64(net, ["Set5", "Set14"], 2, "net", data_dir)
     assert list(fast.columns) == list(ref.columns)
@@ -168,7 +170,7 @@ def test_fast_evaluate_equals_reference_for_a_net(data_dir):
 
 def test_batch_size_does_not_change_scores(data_dir):
     torch.manual_seed(1)
-    net = build_model(BASELINE, 4).eval()
+    net = build_model(SMALL, 4).eval()
     one = evaluate(net, ["B100"], 4, "net", data_dir, batch_lr_pixels=1)
     big = evaluate(net, ["B100"], 4, "net", data_dir, batch_lr_pixels=1 << 22)
     assert sorted(one.image) == sorted(big.image)
