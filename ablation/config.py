@@ -1,4 +1,4 @@
-"""Training configuration: one frozen dataclass and three named profiles.
+"""Training configuration: one frozen dataclass and the named profiles.
 
 A profile is a named set of defaults; every field can be overridden per run (papermill passes
 plain values, so every field is a JSON-friendly scalar or tuple). ``config_hash`` covers only
@@ -87,7 +87,10 @@ PERCEPTUAL_FIELDS = ("pixel_weight", "perceptual_backbone")
 RUNTIME_FIELDS = ("device", "amp", "compile", "channels_last", "val_every", "checkpoint_every",
                   "log_every", "progress")
 
-PROFILE_NAMES = ("smoke", "cpu", "paper")
+# The compute ladder: the cpu recipe with N times the iterations (same schedule shape: the
+# warm-up and the cosine stretch with the run), to see whether an answer holds with more compute.
+LADDER = {"cpu4": 4, "cpu16": 16}
+PROFILE_NAMES = ("smoke", "cpu", *LADDER, "paper")
 PROFILES: dict[str, dict] = {
     # seconds per run: proves the pipeline, never shown as findings
     "smoke": dict(iterations=12, batch_size=4, lr_patch=16, learning_rate=1e-3, train_set="t91",
@@ -101,6 +104,19 @@ PROFILES: dict[str, dict] = {
                   schedule="step", step_at=2 / 3, train_set="div2k", val_images=10,
                   val_every=5000, checkpoint_every=5000, log_every=100),
 }
+PROFILES.update({name: dict(PROFILES["cpu"], iterations=TrainConfig.iterations * n,
+                            val_every=TrainConfig.val_every * n // 2)
+                 for name, n in LADDER.items()})
+
+
+def base_profile(profile: str) -> str:
+    """The profile whose recipe ``profile`` scales ("cpu" for the ladder's cpu4/cpu16)."""
+    return "cpu" if profile in LADDER else profile
+
+
+def budget_multiplier(profile: str) -> int:
+    """How many times the base profile's iterations ``profile`` trains for (1 off the ladder)."""
+    return LADDER.get(profile, 1)
 
 
 def _coerce(name: str, value):

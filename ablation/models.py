@@ -35,6 +35,7 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
 InputStyle = Literal["lr", "bicubic"]
 BlockType = Literal["conv", "conv_bn", "res", "rcab"]
 ActType = Literal["relu", "lrelu", "prelu"]
+InitType = Literal["default", "kaiming"]
 
 
 # --------------------------------------------------------------------------- blocks
@@ -152,12 +153,16 @@ class ModelSpec:
     n_groups: int = 0
     mean_shift: bool = False
     n_colors: int = 3
+    # body init: "default" is PyTorch's (as the original study); "kaiming" re-draws the body's
+    # convs He-normal (fan_in, ReLU gain), zero bias: task 8's diagnostic, not in the original
+    init: InitType = "default"
 
     def __post_init__(self):
         check_choice("input", self.input, ("lr", "bicubic"))
         check_choice("block", self.block, ("conv", "conv_bn", "res", "rcab"))
         check_choice("act", self.act, ("relu", "lrelu", "prelu"))
         check_choice("n_colors", self.n_colors, (1, 3))
+        check_choice("init", self.init, ("default", "kaiming"))
         for name in ("bias", "global_residual", "body_conv", "mean_shift"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -187,7 +192,13 @@ class ModelSpec:
         return 1 + body + int(self.body_conv) + 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; a field added after runs were committed (``init``) appears
+        only when it differs from its default, so every earlier run keeps its config hash."""
+        d = asdict(self)
+        for name in HASH_NEUTRAL_DEFAULTS:
+            if d[name] == HASH_NEUTRAL_DEFAULTS[name]:
+                del d[name]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelSpec:
@@ -196,6 +207,11 @@ class ModelSpec:
         if unknown:
             raise ConfigError(f"unknown ModelSpec fields {sorted(unknown)}; valid: {sorted(names)}")
         return cls(**d)
+
+
+# Fields added to ModelSpec after the first committed runs, with their defaults: left out of
+# ``to_dict`` (and so of config hashes and checkpoints) at the default value.
+HASH_NEUTRAL_DEFAULTS = {"init": "default"}
 
 
 # --------------------------------------------------------------------------- network
@@ -229,6 +245,8 @@ class SRNet(nn.Module):
         self.tail = conv3x3(f, s.n_colors, s.bias)
         mean = torch.tensor(DIV2K_RGB_MEAN if s.n_colors == 3 else (0.5,) * s.n_colors)
         self.register_buffer("rgb_mean", mean.view(1, -1, 1, 1), persistent=False)
+        if s.init == "kaiming":
+            kaiming_init_(self.body)
 
     def forward(self, lr_img: torch.Tensor) -> torch.Tensor:
         """``(B, C, h, w)`` in [0, 255] -> ``(B, C, s*h, s*w)`` in [0, 255]."""
@@ -250,8 +268,20 @@ class SRNet(nn.Module):
         return out * 255.0
 
 
+def kaiming_init_(module: nn.Module) -> None:
+    """He-normal (fan_in, ReLU gain sqrt(2)) weights and zero biases for every 3x3 conv in
+    ``module``: keeps the activations' variance through a deep plain ReLU stack, where PyTorch's
+    default (Kaiming-uniform with a=sqrt(5), i.e. a gain of 1/sqrt(3)) shrinks it each layer."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 def build_model(spec: ModelSpec, scale: int) -> SRNet:
-    """The network for ``spec`` at ``scale`` (default PyTorch init, as the original study).
+    """The network for ``spec`` at ``scale`` (PyTorch's default init, as the original study,
+    unless ``spec.init`` says otherwise).
 
     Refuses (before allocating) a spec over :data:`MAX_PARAMS` parameters."""
     check_choice("scale", scale, SCALES)
@@ -321,6 +351,6 @@ def with_(spec: ModelSpec, **changes) -> ModelSpec:
 
 
 __all__ = [
-    "ModelSpec", "SRNet", "build_model", "count_params", "flops_per_output_pixel",
+    "ModelSpec", "SRNet", "build_model", "count_params", "kaiming_init_", "flops_per_output_pixel",
     "macs_per_output_pixel", "with_",
 ]

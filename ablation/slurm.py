@@ -74,6 +74,9 @@ RESOURCES = {
     "smoke": Resources(gpus=0, cpus=1, mem_gb=4, hours=0.25),
     # 2,000 iterations: ~7 min a run on 2 cores, plus the full benchmark evaluation
     "cpu": Resources(gpus=0, cpus=2, mem_gb=8, hours=2.0),
+    # the compute ladder: the cpu recipe with 4x / 16x the iterations
+    "cpu4": Resources(gpus=0, cpus=2, mem_gb=8, hours=6.0),
+    "cpu16": Resources(gpus=0, cpus=2, mem_gb=8, hours=20.0),
     # 300k iterations on DIV2K: ~10 GPU-hours a variant in the original study; patches are
     # sampled on the GPU, so a few cores suffice (evaluation and the decoded-image cache)
     "paper": Resources(gpus=1, cpus=4, mem_gb=32, hours=12.0),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ablation.config import SCALES
+from ablation.config import SCALES, base_profile
 from ablation.errors import ConfigError, check_choice
 from ablation.models import ModelSpec
 
@@ -44,8 +44,9 @@ class Variant:
         return self.spec is not None
 
     def overrides(self, profile: str) -> dict:
-        """The TrainConfig fields this variant changes under ``profile``."""
-        return dict(self.profile_overrides.get(profile, {}))
+        """The TrainConfig fields this variant changes under ``profile`` (the ladder's
+        cpu4/cpu16 take the cpu profile's: they scale its recipe)."""
+        return dict(self.profile_overrides.get(base_profile(profile), {}))
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,12 @@ TASKS: dict[int, Task] = {t.number: t for t in [
          (Variant("depth16", "16 layers", replace(BASELINE, n_blocks=14)),
           Variant("depth32", "32 layers", replace(BASELINE, n_blocks=30)),
           Variant("width96", "96 channels", replace(BASELINE, n_feats=96)),
-          Variant("width128", "128 channels", replace(BASELINE, n_feats=128))),
+          Variant("width128", "128 channels", replace(BASELINE, n_feats=128)),
+          Variant("depth16_kaiming", "16 layers, He-init body (diagnostic)",
+                  replace(BASELINE, n_blocks=14, init="kaiming"),
+                  note="not in the original study: depth 16 with a variance-preserving "
+                       "(He/Kaiming-normal, fan_in, ReLU gain) body init, to ask whether depth "
+                       "helps once the body trains")),
          compare_to=((4, "baseline"),)),
     Task(9, "l2-loss", "L1 vs L2 loss",
          "Does training with L2 (MSE) instead of L1 change PSNR?",

@@ -137,3 +137,24 @@ def test_hash_ignores_perceptual_settings_for_pixel_losses():
     lite = make_config("cpu")
     assert config_hash(vgg, loss="l1") == config_hash(lite, loss="l1")
     assert config_hash(vgg, loss="perceptual") != config_hash(lite, loss="perceptual")
+
+
+def test_ladder_profiles_scale_the_cpu_recipe_and_nothing_else():
+    from ablation.config import LADDER, PROFILES, base_profile, budget_multiplier
+    from ablation.tasks import TASKS
+
+    cpu = make_config("cpu")
+    for name, n in LADDER.items():
+        cfg = make_config(name)
+        assert cfg.iterations == n * cpu.iterations == {"cpu4": 8000, "cpu16": 32000}[name]
+        same = {k: v for k, v in cfg.to_dict().items()
+                if k not in ("profile", "iterations", "val_every")}
+        assert same == {k: v for k, v in cpu.to_dict().items()
+                        if k not in ("profile", "iterations", "val_every")}
+        assert base_profile(name) == "cpu" and budget_multiplier(name) == n
+        assert config_hash(cfg) != config_hash(cpu)
+        assert name in PROFILES
+    assert budget_multiplier("cpu") == 1 and base_profile("paper") == "paper"
+    edsr = TASKS[0].variant("edsr_baseline")  # the cpu profile's overrides carry up the ladder
+    assert edsr.overrides("cpu4") == edsr.overrides("cpu") != {}
+    assert edsr.overrides("paper") == {}

@@ -4,6 +4,7 @@ spec validation, and the one-factor-at-a-time structure of the task table."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields, replace
 
 import pytest
@@ -72,9 +73,10 @@ def _lr(batch: int = 1, h: int = LR_H, w: int = LR_W, seed: int = 0, c: int = 3)
 def test_grid_covers_all_variants():
     runs = {(t.number, v.name, s) for t, v, s in all_variants()}
     assert runs <= set(GRID)
-    # 11 tasks + reference: 17 distinct variants, 21 study runs (task 1 and EDSR at x2/x3/x4)
-    assert len(VARIANTS) == 17
-    assert len(runs) == 21
+    # 11 tasks + reference: 18 distinct variants (task 8's He-init diagnostic included), 22
+    # study runs (task 1 and EDSR at x2/x3/x4)
+    assert len(VARIANTS) == 18
+    assert len(runs) == 22
 
 
 @pytest.mark.parametrize(("spec", "scale"), CASES)
@@ -154,7 +156,8 @@ N_CONVS = {
     (1, "3layers"): 3, (2, "3layers_grc"): 3, (3, "8layers_grc"): 8,
     (4, "baseline"): 8, (5, "batchnorm"): 8, (6, "resblocks"): 8,
     (7, "leakyrelu"): 8, (7, "prelu"): 8,
-    (8, "depth16"): 16, (8, "depth32"): 32, (8, "width96"): 8, (8, "width128"): 8,
+    (8, "depth16"): 16, (8, "depth16_kaiming"): 16, (8, "depth32"): 32,
+    (8, "width96"): 8, (8, "width128"): 8,
     (9, "l2"): 8, (10, "rcab"): 8, (11, "perceptual"): 8,
     # reference: EDSR-baseline head + 16*2 + body conv + tail; RCAN head + 10*(4*2+1) + 1 + 1
     (0, "edsr_baseline"): 35, (10, "rcan"): 93,
@@ -308,6 +311,7 @@ INTENDED_DIFFS = {
     (7, "prelu"): {(4, "baseline"): {"act"}},
     (8, "depth16"): {(4, "baseline"): {"n_blocks"}},
     (8, "depth32"): {(4, "baseline"): {"n_blocks"}},
+    (8, "depth16_kaiming"): {(4, "baseline"): {"n_blocks", "init"}},
     (8, "width96"): {(4, "baseline"): {"n_feats"}},
     (8, "width128"): {(4, "baseline"): {"n_feats"}},
     (9, "l2"): {(4, "baseline"): {"loss"}},
@@ -362,3 +366,34 @@ def test_reduction_is_validated(spec_kwargs):
         return  # rejected with a one-line message: fine
     assert spec.block != "rcab", "an rcab spec with reduction < 1 must be a ConfigError"
     assert count_params(spec, 2) == sum(p.numel() for p in build_model(spec, 2).parameters())
+
+
+def test_init_field_is_hash_neutral_at_its_default_and_part_of_the_spec_otherwise():
+    plain = _variant(8, "depth16").spec
+    assert "init" not in plain.to_dict()  # every committed run keeps its spec dict and hash
+    assert ModelSpec.from_dict(plain.to_dict()) == plain
+    kaiming = _variant(8, "depth16_kaiming").spec
+    assert kaiming == replace(plain, init="kaiming") and kaiming.to_dict()["init"] == "kaiming"
+    assert ModelSpec.from_dict(kaiming.to_dict()) == kaiming
+    with pytest.raises(ConfigError, match="init"):
+        replace(plain, init="xavier")
+
+
+def test_kaiming_body_keeps_the_signal_where_the_default_init_loses_it():
+    """Depth 16, plain ReLU body: PyTorch's default init shrinks the activations' std about
+    sqrt(6)-fold a layer (gain 1/sqrt(3), half the units dead), He init keeps it of order 1."""
+    x = _lr(2, 48, 48)
+    ratios = {}
+    for name in ("depth16", "depth16_kaiming"):
+        torch.manual_seed(0)
+        net = build_model(_variant(8, name).spec, 2).eval()
+        with torch.no_grad():
+            feats = net.head(x / 255.0)
+            ratios[name] = float(net.body(feats).std() / feats.std())
+    assert ratios["depth16"] < 1e-3 < 0.1 < ratios["depth16_kaiming"] < 10, ratios
+    torch.manual_seed(0)
+    net = build_model(_variant(8, "depth16_kaiming").spec, 2)
+    conv = net.body[0][0]
+    fan_in = conv.weight[0].numel()
+    assert abs(float(conv.weight.std()) - math.sqrt(2 / fan_in)) < 0.05 * math.sqrt(2 / fan_in)
+    assert net.head[0].weight.std() < 0.7 * math.sqrt(2 / net.head[0].weight[0].numel())
