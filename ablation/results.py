@@ -6,7 +6,7 @@ Layout (one folder per run)::
         metrics.json   per-set PSNR/SSIM, params, FLOPs, timings, config hash  (written last)
         history.csv    iteration, loss, learning_rate, val_psnr, seconds
         run.json       config, spec, data fingerprint, versions, device, wall time
-        model.pt       final weights + spec (small; shipped for the cpu profile)
+        model.pt       final weights + spec (small; committed for seed 0 of the cpu profile)
         state.pt       full training state for exact resume (not shipped)
 
 A run is *done* when ``metrics.json`` exists and its ``config_hash`` matches; every file is
@@ -41,6 +41,9 @@ def run_dir(profile: str, task: int, variant: str, scale: int, seed: int = 0,
 # and what the pages show (training curves, visual comparison). Bicubic has no training.
 RUN_FILES = ("per_image.csv",)
 TRAINED_RUN_FILES = ("history.csv", "model.pt")
+# Seeds whose model.pt a finished run must keep: the figures use seed 0's weights; the other
+# seeds' numbers stand without them (the repository commits seed 0's checkpoints only).
+CHECKPOINT_SEEDS = (0,)
 # per_image.csv holds floats as written by pandas (repr: they read back exactly), so the set
 # means recomputed from it differ from metrics.json only by summation order (~1e-13); an edit
 # of either file beyond the 6th decimal (dB) or 7th (SSIM) is caught.
@@ -131,6 +134,8 @@ def _metrics_problem(m, folder: Path) -> str | None:
 def _files_problem(m: dict, folder: Path) -> str | None:
     """Why the run's other files don't back ``metrics.json`` up, or None."""
     needed = RUN_FILES + (() if m["variant"] == "bicubic" else TRAINED_RUN_FILES)
+    if m["seed"] not in CHECKPOINT_SEEDS:
+        needed = tuple(n for n in needed if n != "model.pt")
     missing = [n for n in needed if not (folder / n).is_file()]
     if missing:
         return f"{', '.join(missing)} missing"
@@ -203,6 +208,12 @@ def resolve_model(name: str, scale: int, profile: str = "cpu", seed: int = 0,
     if not task.variant(variant).trainable:
         raise ConfigError(f"model {name!r} is computed, not trained; use --model {variant}")
     path = run_dir(profile, number, variant, scale, seed, results_dir) / "model.pt"
+    if not path.exists() and check_run(path.parent).metrics is not None:
+        raise ConfigError(f"{path}: not kept (the repository keeps the checkpoints of seed(s) "
+                          f"{', '.join(map(str, CHECKPOINT_SEEDS))} only); to get it, delete "
+                          f"{path.parent / 'metrics.json'} and run `ablation train --task "
+                          f"{number} --variant {variant} --scale {scale} --seed {seed} "
+                          f"--profile {profile}`")
     if not path.exists():
         raise ConfigError(f"{path}: no trained checkpoint for {name} at x{scale} ({profile}); "
                           f"run `ablation train --task {number} --variant {variant} "

@@ -60,9 +60,10 @@ def test_float32_metrics_gray_image_scored_by_a_3_channel_sr(data_dir):
     assert worst_p < PSNR_TOL and worst_s < SSIM_TOL
 
 
+# Every image of the two large sets, each at one scale (the metric's arithmetic runs at HR
+# size whatever the scale, so one scale per image covers it; all scales run on Set5/Set14).
 @pytest.mark.slow
-@pytest.mark.parametrize("scale", [2, 3, 4])
-@pytest.mark.parametrize("set_name", ["B100", "Urban100"])
+@pytest.mark.parametrize(("set_name", "scale"), [("B100", 3), ("Urban100", 2)])
 def test_float32_metrics_match_float64_every_benchmark_image(data_dir, set_name, scale):
     worst_p, worst_s = _worst_metric_gap(data_dir, set_name, scale)
     print(f"{set_name} x{scale}: max |dPSNR| {worst_p:.1e} dB, max |dSSIM| {worst_s:.1e}")
@@ -190,7 +191,10 @@ def test_bicubic_and_wrapped_models_and_saved_images(data_dir, tmp_path):
     assert saved == sorted(bic.image)
 
 
-COMMITTED = ["task04/baseline/x2/seed0", "task01/3layers/x3/seed0", "task00/bicubic/x4/seed0"]
+# run -> the sets re-scored (None: all of its sets); the baseline's Urban100 forward alone
+# would take minutes of CI, its other three sets cover the same code path.
+COMMITTED = {"task04/baseline/x2/seed0": ["Set5", "Set14", "B100"],
+             "task01/3layers/x3/seed0": None, "task00/bicubic/x4/seed0": None}
 # The committed runs were scored with an NCHW forward; today's runs in channels_last (another
 # oneDNN kernel), so a few SR values land on the other side of a rounding boundary. That moves
 # an image's SSIM by up to ~2e-6 (measured: 1.6e-6 on one Urban100 image of the 3-layer net at
@@ -210,7 +214,8 @@ def test_committed_runs_rescore_to_their_committed_numbers(data_dir, run):
         model = Bicubic(scale)
     else:
         model = load_model(folder / "model.pt", expect_scale=scale)[0].eval()
-    sets = list(metrics["sets"])
+    sets = COMMITTED[run] or list(metrics["sets"])
+    per_image = per_image[per_image["set"].isin(sets)]
     now = evaluate(model, sets, scale, "rescored", data_dir)
     both = per_image.merge(now, on=["set", "image"], suffixes=("_then", "_now"))
     assert len(both) == len(per_image) == len(now)

@@ -347,6 +347,26 @@ def test_finished_run_without_model_pt_is_trained_not_reused(smoke_results, data
     assert "\nreused: task 4 / baseline" in capsys.readouterr().out  # after eval's table
 
 
+def test_a_later_seed_is_finished_without_its_checkpoint(smoke_results, tmp_path):
+    """The repository commits model.pt for seed 0 only: a seed-1 run without it is finished
+    (its numbers stand), and asking for its weights says why they are absent and how to redo."""
+    results, seed0 = _copy_run(smoke_results, tmp_path)
+    seed1 = seed0.parent / "seed1"
+    shutil.copytree(seed0, seed1)
+    m = json.loads((seed1 / "metrics.json").read_text())
+    m["seed"] = 1
+    (seed1 / "metrics.json").write_text(json.dumps(m))
+    (seed1 / "model.pt").unlink()
+    assert results_mod.check_run(seed1).problem is None
+    assert results_mod.check_run(seed1).metrics["seed"] == 1
+    with pytest.raises(ConfigError) as err:
+        results_mod.resolve_model("task4/baseline", 2, "smoke", seed=1, results_dir=results)
+    msg = one_line(err.value)
+    assert str(seed1 / "model.pt") in msg and "not kept" in msg and "--seed 1" in msg
+    (seed0 / "model.pt").unlink()  # seed 0's checkpoint is what the figures use: required
+    assert "model.pt missing" in results_mod.check_run(seed0).problem
+
+
 # =========================================================================== 6. sweep ranges
 
 
