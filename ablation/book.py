@@ -4,6 +4,7 @@
   ``method``, ``results`` and ``conclusion`` pages, clean (no outputs, fixed cell ids), so a
   regenerated notebook is byte-identical unless :data:`ablation.tasks.TASKS` changed;
 - :func:`toc_yaml` is the book's ``_toc.yml`` (tests check the committed one matches);
+- :func:`write_readme` regenerates the README's findings block from the committed runs;
 - :func:`pages` lists every executed page the book needs (one per task and scale, plus the
   three study pages); ``ablation sweep`` executes them into ``book/tasks`` and ``book/pages``;
 - :func:`build` fills pages a sweep hasn't made yet with a "not run yet" page, then runs
@@ -24,7 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ablation.booktext import CONCLUSION_INTRO, METHOD_AFTER, METHOD_INTRO, RESULTS_INTRO
+from ablation.booktext import (
+    CONCLUSION_INTRO,
+    FINDINGS_INTRO,
+    LADDER_INTRO,
+    METHOD_AFTER,
+    METHOD_INTRO,
+    RESULTS_INTRO,
+)
 from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
 from ablation.parameters import (
@@ -89,7 +97,7 @@ def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None) 
             continue
         for s in t.scales:
             if scales is None or s in scales:
-                out.append(Page(f"{t.key}-x{s}", f"{t.key}.ipynb", f"tasks/{t.key}-x{s}",
+                out.append(Page(t.page(s), f"{t.key}.ipynb", f"tasks/{t.page(s)}",
                                 task_title(t, s), t.number, s))
     return out
 
@@ -98,8 +106,12 @@ METHOD = Page("method", "method.ipynb", "pages/method", "Method", parameters=("p
 RESULTS = Page("results", "results.ipynb", "pages/results", "Results",
                parameters=tuple(n for n in PARAMETER_NAMES if n != "variants"))
 CONCLUSION = Page("conclusion", "conclusion.ipynb", "pages/conclusion", "Conclusion",
-                  parameters=("profile", "scales", "seeds", "results_dir"))
-STUDY_PAGES = (METHOD, RESULTS, CONCLUSION)
+                  parameters=("profile", "scales", "results_dir"))
+FINDINGS = Page("findings", "findings.ipynb", "pages/findings", "Findings at a glance",
+                parameters=("profile", "scales", "results_dir"))
+LADDER = Page("ladder", "ladder.ipynb", "pages/ladder", "Does the answer hold with more compute?",
+              parameters=("results_dir",))
+STUDY_PAGES = (METHOD, RESULTS, FINDINGS, LADDER, CONCLUSION)
 
 
 def pages() -> list[Page]:
@@ -208,6 +220,11 @@ def task_notebook(t: Task) -> dict:
         ("code", f"from ablation import report\n\n{run}\nruns", "hide-input"),
         ("markdown", "## Results"),
         ("code", "report.results_table(runs)", "hide-input"),
+        ("markdown", "## Effects\n\nEach variant against the run it is compared with: the effect "
+                     "in dB with its 95% interval over seeds and images, per set and for the "
+                     "mean of the sets (method page, *Statistics*)."),
+        ("code", "report.effects(runs)", "hide-input"),
+        ("code", "report.forest_plot(runs)", "hide-input"),
         ("markdown", "## Training curves"),
         ("code", "report.training_curves(runs)", "hide-input"),
         ("markdown", "## Visual comparison"),
@@ -226,7 +243,7 @@ def task_notebook(t: Task) -> dict:
 
 
 def study_notebook(page: Page) -> dict:
-    """The method, results or conclusion notebook."""
+    """The method, results, findings, ladder or conclusion notebook."""
     from ablation.config import SCALES
     from ablation.tasks import REFERENCE
 
@@ -249,21 +266,40 @@ def study_notebook(page: Page) -> dict:
                      + _call("refs = report.run_references(", page.parameters, ("profile",))
                      + "\nrefs", "hide-input"),
             ("markdown", "## Every run of the study"),
-            ("code", "report.study_results(profile, results_dir, scales, seeds)", "hide-input",
+            ("code", "report.study_results(profile, results_dir, scales)", "hide-input",
              "full-width"),
             ("markdown", "## Compute\n\nWall time of every run on the machine that ran it."),
             ("code", "report.compute_table(profile, results_dir)", "hide-input"),
             ("markdown", "## Cost against quality"),
-            ("code", "report.cost_figure(profile, results_dir, scale=scales[0], seeds=seeds)",
+            ("code", "report.cost_figure(profile, results_dir, scale=scales[0])", "hide-input"),
+        ])
+    if page == FINDINGS:
+        return _notebook("findings", [
+            ("markdown", FINDINGS_INTRO),
+            ("code", NotebookParameters(scales=SCALES).cell(page.parameters, docs={
+                "profile": PROFILE_CHOICES, "scales": "scales to show"}), "parameters"),
+            ("code", "from ablation import report\n\n"
+                     "report.findings_plot(profile, results_dir, scales)", "hide-input"),
+            ("code", "report.findings(profile, results_dir, scales)", "hide-input"),
+        ])
+    if page == LADDER:
+        return _notebook("ladder", [
+            ("markdown", LADDER_INTRO),
+            ("code", NotebookParameters().cell(page.parameters), "parameters"),
+            ("markdown", "## PSNR against the pixels seen in training"),
+            ("code", "from ablation import report\n\nreport.ladder_curves(results_dir)",
              "hide-input"),
+            ("markdown", "## Effect of each factor per budget"),
+            ("code", "report.ladder_tables(results_dir)", "hide-input"),
+            ("markdown", "## What the ladder implies"),
+            ("code", "report.ladder_conclusion(results_dir)", "hide-input"),
         ])
     return _notebook("conclusion", [
         ("markdown", CONCLUSION_INTRO),
         ("code", NotebookParameters(scales=SCALES).cell(page.parameters, docs={
-            "profile": PROFILE_CHOICES, "scales": "scales to conclude on",
-            "seeds": "seeds to average"}), "parameters"),
+            "profile": PROFILE_CHOICES, "scales": "scales to conclude on"}), "parameters"),
         ("code", "from ablation import report\n\n"
-                 "report.study_conclusion(profile, results_dir, scales, seeds)", "hide-input"),
+                 "report.study_conclusion(profile, results_dir, scales)", "hide-input"),
     ])
 
 
@@ -328,7 +364,7 @@ def _q(text: str) -> str:
 
 def toc_yaml() -> str:
     """The book's ``_toc.yml``: intro, background and method, one page per task and scale,
-    then results, differences and conclusion."""
+    then the findings at a glance, results, the compute ladder, differences and conclusion."""
     lines = [
         "# Generated by `ablation book generate` from ablation.tasks.TASKS: do not edit by hand.",
         "format: jb-book",
@@ -346,7 +382,9 @@ def toc_yaml() -> str:
     lines += [
         "  - caption: Findings",
         "    chapters:",
+        f"      - file: {FINDINGS.docname}",
         f"      - file: {RESULTS.docname}",
+        f"      - file: {LADDER.docname}",
         "      - file: book/differences",
         f"      - file: {CONCLUSION.docname}",
     ]
@@ -362,6 +400,21 @@ def write_toc(path: str | os.PathLike | None = None) -> bool:
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     atomic_write_text(path, text)
+    return True
+
+
+def write_readme(path: str | os.PathLike | None = None, results_dir=None) -> bool:
+    """Regenerate the README's findings block from the committed runs (``results/`` of the
+    checkout); True if it changed."""
+    from ablation.fs import atomic_write_text
+    from ablation.report import update_readme
+
+    path = Path(path) if path is not None else repo_root() / "README.md"
+    old = path.read_text(encoding="utf-8")
+    new = update_readme(old, results_dir if results_dir is not None else repo_root() / "results")
+    if new == old:
+        return False
+    atomic_write_text(path, new)
     return True
 
 
@@ -477,7 +530,9 @@ def run(args) -> int:
     if args.action == "generate":
         changed = write_notebooks()
         toc = write_toc()
-        print(f"notebooks: {len(changed)} changed; _toc.yml: {'changed' if toc else 'same'}")
+        readme = write_readme()
+        print(f"notebooks: {len(changed)} changed; _toc.yml: {'changed' if toc else 'same'}; "
+              f"README findings: {'changed' if readme else 'same'}")
         return 0
     html_dir = build(args.book_dir, args.output, strict=not args.no_strict)
     print(f"book: {html_dir / 'index.html'}")

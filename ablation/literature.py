@@ -102,3 +102,32 @@ def original_psnr(task: int, variant: str, scale: int) -> dict[str, float] | Non
         pub = [p for p in PUBLISHED if p.method == "Bicubic" and p.scale == scale]
         return {s: v[0] for s, v in pub[0].sets.items()} if pub else None
     return ORIGINAL_README.get((task, variant, scale))
+
+
+@dataclass(frozen=True)
+class OriginalBudget:
+    """The original study's best logged B100 PSNR of a run and the budget it trained with."""
+
+    b100: float
+    iterations: int  # epochs x iterations per epoch
+    hr_patch: int
+    batch: int = 16
+    note: str = ""
+
+    @property
+    def hr_pixels(self) -> int:
+        """HR pixels seen in training: iterations x batch x HR patch area."""
+        return self.iterations * self.batch * self.hr_patch ** 2
+
+
+# shared/reference/original-study.md, "The variants as they ran" (B100 best in log) and
+# "Common recipe": 299 epochs of 1,007 iterations (tasks 4, 5, 8, 9) or 2,013 (task 6), batch
+# 16, HR patch 96 (task 6: 192), x2. Only the runs of the compute ladder; the original task 10
+# ran a full RCAN, not this study's 3 RCABs, so it has no marker.
+ORIGINAL_B100_BEST: dict[tuple[int, str], OriginalBudget] = {
+    (4, "baseline"): OriginalBudget(31.697, 299 * 1007, 96, note="32 channels (ours: 64)"),
+    (5, "batchnorm"): OriginalBudget(31.929, 299 * 1007, 96),
+    (6, "resblocks"): OriginalBudget(32.014, 299 * 2013, 192),
+    (8, "depth16"): OriginalBudget(32.012, 299 * 1007, 96),
+    (9, "l2"): OriginalBudget(31.902, 299 * 1007, 96),
+}

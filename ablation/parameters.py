@@ -28,7 +28,7 @@ class NotebookParameters:
 
     profile: str = _doc("cpu", f"{PROFILE_CHOICES}: ablation.config.PROFILES")
     scales: tuple[int, ...] = _doc((2,), "upscaling factors to run")
-    seeds: tuple[int, ...] = _doc((0,), "several seeds give mean ± std and the seed-noise band")
+    seeds: tuple[int, ...] = _doc((0,), "seeds to train; pages show every seed on disk")
     variants: tuple[str, ...] = _doc((), "variant names of this task; empty list: all of them")
     data_dir: str | None = _doc(None, "None: $ABLATION_DATA or ./data")
     results_dir: str | None = _doc(None, "None: $ABLATION_RESULTS or ./results")

@@ -4,8 +4,8 @@ A task page shows the bicubic reference, the runs its task is compared with (``c
 and its own variants, at the page's scale and seeds; :func:`planned_runs` lists them in that
 order, each with its folder key and, when the profile can't run it, the reason. The sweep
 plans the same runs to decide whether an executed page is still up to date, so both read this
-one module. The noise run (:data:`NOISE_RUN`) always gets :data:`NOISE_SEEDS`: every build
-has the seed-noise band that the comparisons are read against.
+one module. A page trains the seeds it is given (seed 0 by default); what it shows is the mean
+over every seed of a run on disk (``report._effects.AGGREGATION_RULE``).
 """
 
 from __future__ import annotations
@@ -17,11 +17,6 @@ from pathlib import Path
 from ablation import results as results_mod
 from ablation.config import SCALES
 from ablation.tasks import REFERENCE, TASKS, get_task
-
-NOISE_RUN = (4, "baseline")  # the run whose seed spread defines the noise band
-NOISE_SEEDS = (0, 1, 2)  # the noise run always gets these seeds at NOISE_SCALE
-NOISE_SCALE = 2
-NOISE_RUN_NAME = f"task-{NOISE_RUN[0]} {NOISE_RUN[1]}"  # how pages name it
 
 
 @dataclass(frozen=True)
@@ -90,13 +85,9 @@ def planned_runs(task: int, scales: Iterable[int], seeds: Iterable[int] = (0,),
 
 
 def run_seeds(task: int, variant: str, scale: int, seeds: list[int]) -> list[int]:
-    """The seeds to run: ``seeds``, plus NOISE_SEEDS for the noise run (task-4 baseline at x2),
-    so every build has the seed-noise band that the comparisons are read against; seed 0 only
-    for a computed reference (deterministic)."""
+    """The seeds to run: ``seeds``; seed 0 only for a computed reference (deterministic)."""
     if not get_task(task).variant(variant).trainable:
         return [0]
-    if (task, variant) == NOISE_RUN and scale == NOISE_SCALE:
-        return sorted(set(seeds) | set(NOISE_SEEDS))
     return list(seeds)
 
 

@@ -98,7 +98,14 @@ def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
         now = run_hash(s.results_root, key)
         if now is None or stamp.get("runs", {}).get(key) != now:
             return False
-    return not job.depends_on_all or stamp.get("all_runs") == results_digest(s.results_root)
+    return not job.depends_on_all or stamp.get("all_runs") == page_runs_digest(job, s)
+
+
+def page_runs_digest(job: Job, s: Settings) -> str:
+    """Digest of every finished run a page reading whole results folders shows: its profile's,
+    plus those of ``job.other_profiles`` (the compute ladder's cpu4/cpu16)."""
+    roots = [s.results_root, *(s.results_dir / p for p in job.other_profiles)]
+    return "-".join(results_digest(r) for r in roots)
 
 
 def jsonable(value: Any) -> Any:

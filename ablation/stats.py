@@ -35,7 +35,7 @@ import numpy as np
 
 LEVEL = 0.95  # the confidence level of every interval in the book
 BETTER, WORSE, NO_DIFFERENCE = "better", "worse", "no difference detected at this budget"
-NO_INTERVAL = "no interval (one image and one seed): not judged"
+NO_INTERVAL = "no interval (no spread to estimate it from): not judged"
 VERDICTS = (BETTER, WORSE, NO_DIFFERENCE, NO_INTERVAL)
 
 
@@ -54,7 +54,8 @@ class Effect:
 
     @property
     def has_interval(self) -> bool:
-        """False when neither seeds nor images gave a variance (one image, one seed)."""
+        """False when neither seeds nor images gave a variance (e.g. one image and one
+        seed, or identical scores everywhere)."""
         return not (math.isnan(self.low) or math.isnan(self.high))
 
     @property
@@ -140,11 +141,8 @@ def effect(sets: Sequence[tuple[np.ndarray, np.ndarray]], computed: tuple[bool, 
             components.append((w * w * float(diff.var(ddof=1)) / diff.size, diff.size - 1.0))
     n_images = sum(v.shape[1] for v, _ in arrays)
     var = sum(c for c, _ in components)
-    if not components:
+    if var == 0.0:  # nothing varies (or nothing to vary): a zero-width interval is no estimate
         return Effect(float(est), math.nan, math.nan, n_v, n_r, n_images, seed_estimated)
-    if var == 0.0:
-        return Effect(float(est), float(est), float(est), n_v, n_r, n_images, seed_estimated,
-                      math.inf)
     df = var * var / sum(c * c / d for c, d in components if c > 0)
     half = float(stdtrit(df, 0.5 + level / 2)) * math.sqrt(var)
     return Effect(float(est), float(est - half), float(est + half), n_v, n_r, n_images,

@@ -31,6 +31,8 @@ from typing import Any
 from ablation import paths, slurm
 from ablation.book import (
     CONCLUSION,
+    FINDINGS,
+    LADDER,
     METHOD,
     RESULTS,
     Page,
@@ -41,12 +43,13 @@ from ablation.book import (
     task_pages,
 )
 from ablation.command import int_list, subcommand_main
+from ablation.config import LADDER as LADDER_BUDGETS
 from ablation.config import PROFILE_NAMES, SCALES
 from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
 from ablation.parameters import NotebookParameters
 from ablation.planning import planned_runs
-from ablation.stamps import is_up_to_date, jsonable, results_digest, run_hash, source_digest
+from ablation.stamps import is_up_to_date, jsonable, page_runs_digest, run_hash, source_digest
 from ablation.tasks import REFERENCE, TASK_RANGE, TASKS, parse_tasks
 
 TMP_DIR = ".sweep-tmp"
@@ -71,8 +74,9 @@ class Job:
     params: dict
     output: Path
     expected_runs: list[str] = field(default_factory=list)  # run keys that must be finished
-    depends_on_all: bool = False  # results / conclusion read every run of the profile
+    depends_on_all: bool = False  # it shows every seed (or every run) of the profile on disk
     phase: int = 1  # 1: task pages and method (parallel), 2: results, 3: conclusion
+    other_profiles: tuple[str, ...] = ()  # results folders of other profiles it reads
 
     @property
     def stamp(self) -> Path:
@@ -112,7 +116,8 @@ def plan(s: Settings) -> list[Job]:
     for page in task_pages(s.tasks, s.scales):
         runs = planned_runs(page.task, [page.scale], s.seeds, (), s.profile)
         jobs.append(Job(page, replace(common, scales=(page.scale,)).values(page.parameters),
-                        page.output(s.book_dir), [r.key for r in runs if not r.skip_reason]))
+                        page.output(s.book_dir), [r.key for r in runs if not r.skip_reason],
+                        True))  # it shows the mean over every seed on disk
     if not s.pages:
         return jobs
     jobs.append(Job(METHOD, common.values(METHOD.parameters), METHOD.output(s.book_dir)))
@@ -122,9 +127,15 @@ def plan(s: Settings) -> list[Job]:
         jobs.append(Job(RESULTS, replace(common, scales=ref_scales).values(RESULTS.parameters),
                         RESULTS.output(s.book_dir), [r.key for r in refs if not r.skip_reason],
                         True, 2))
+    jobs.append(Job(FINDINGS, replace(common, scales=tuple(s.scales)).values(FINDINGS.parameters),
+                    FINDINGS.output(s.book_dir), [], True, 2))
+    if s.profile == "cpu":  # the ladder page reads committed runs only: it never trains
+        jobs.append(Job(LADDER, common.values(LADDER.parameters), LADDER.output(s.book_dir), [],
+                        True, 2, tuple(LADDER_BUDGETS)))
     jobs.append(Job(CONCLUSION,
                     replace(common, scales=tuple(s.scales)).values(CONCLUSION.parameters),
-                    CONCLUSION.output(s.book_dir), [], True, 3))
+                    CONCLUSION.output(s.book_dir), [], True, 3,
+                    tuple(LADDER_BUDGETS) if s.profile == "cpu" else ()))
     return jobs
 
 
@@ -212,7 +223,7 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
     stamp = dict(page=job.page.name, status="failed" if error else "ok", error=error,
                  params=jsonable(job.params), source=digest, seconds=round(seconds, 1),
                  runs={k: run_hash(settings.results_root, k) for k in job.expected_runs},
-                 all_runs=results_digest(settings.results_root) if job.depends_on_all else None,
+                 all_runs=page_runs_digest(job, settings) if job.depends_on_all else None,
                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     atomic_write_text(job.stamp, json.dumps(stamp, indent=2))
     return dict(name=job.page.name, status="failed" if error else "ran", error=error,

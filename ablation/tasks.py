@@ -33,6 +33,9 @@ class Variant:
     # profile -> TrainConfig fields this variant trains with instead of the profile's defaults
     # (JSON-friendly; recorded in run.json and the config hash like any other setting)
     profile_overrides: dict[str, dict] = field(default_factory=dict)
+    # (task, variant) runs this variant is also measured against, beside its task's first
+    # compare_to (the diagnostic depth16_kaiming: against depth16, which differs in init only)
+    compare_also: tuple[tuple[int, str], ...] = ()
 
     def __post_init__(self):
         if self.trainable:
@@ -68,6 +71,10 @@ class Task:
     @property
     def key(self) -> str:
         return f"task{self.number:02d}"
+
+    def page(self, scale: int) -> str:
+        """The name of the task's book page at ``scale`` ('task04-x2'; under book/tasks/)."""
+        return f"{self.key}-x{scale}"
 
     def variant(self, name: str) -> Variant:
         """The variant (trained or computed) called ``name``."""
@@ -131,7 +138,8 @@ TASKS: dict[int, Task] = {t.number: t for t in [
                   replace(BASELINE, n_blocks=14, init="kaiming"),
                   note="not in the original study: depth 16 with a variance-preserving "
                        "(He/Kaiming-normal, fan_in, ReLU gain) body init, to ask whether depth "
-                       "helps once the body trains")),
+                       "helps once the body trains",
+                  compare_also=((8, "depth16"),))),
          compare_to=((4, "baseline"),)),
     Task(9, "l2-loss", "L1 vs L2 loss",
          "Does training with L2 (MSE) instead of L1 change PSNR?",
@@ -166,6 +174,12 @@ REFERENCE = Task(0, "reference", "Reference models",
                           profile_overrides={"cpu": {"learning_rate": EDSR_CPU_LEARNING_RATE}}),),
                  scales=SCALES, computed=(BICUBIC,))
 
+
+# The compute ladder (config.LADDER): the contested factors re-run at 4x (and 16x) the cpu
+# budget at x2, each against the task-4 baseline, to see whether an answer holds with compute.
+LADDER_BASELINE = (4, "baseline")
+LADDER_FACTORS = ((5, "batchnorm"), (6, "resblocks"), (8, "depth16"), (9, "l2"), (10, "rcab"))
+LADDER_SCALE = 2
 
 TASK_RANGE = f"{min(TASKS)}-{max(TASKS)}"  # every task, as ``--tasks`` takes it ("1-11")
 

@@ -23,17 +23,19 @@ N_IMAGES = 5  # images per set in per_image.csv
 
 def fake_run(root: Path, task: int, variant: str, scale: int, seed: int,
              psnr: dict[str, float], profile: str = "cpu", config_hash: str | None = None,
-             label: str | None = None) -> Path:
-    """Write a finished run under ``root``; each set's images all score ``psnr[set]`` (SSIM
-    ``0.9 + psnr / 1000``), so the set means are the given numbers."""
+             label: str | None = None, spread: float = 0.0) -> Path:
+    """Write a finished run under ``root``; each set's images score ``psnr[set]`` plus
+    ``spread * (i - 2)`` for image i (0 by default: all the same; the offsets sum to zero), SSIM
+    ``0.9 + psnr / 1000``, so the set means are the given numbers."""
     folder = results_mod.run_dir(profile, task, variant, scale, seed, root)
     folder.mkdir(parents=True, exist_ok=True)
     bicubic = variant == "bicubic"
     spec = None if bicubic else get_task(task).variant(variant).spec
     flops = 0.0 if bicubic else flops_per_output_pixel(spec, scale)
     name = f"task{task:02d}/{variant}"
-    rows = [dict(model=name, set=s, scale=scale, image=f"img{i}", psnr=p, ssim=0.9 + p / 1000,
-                 seconds=0.1) for s, p in psnr.items() for i in range(N_IMAGES)]
+    rows = [dict(model=name, set=s, scale=scale, image=f"img{i}", psnr=p + spread * (i - 2),
+                 ssim=0.9 + p / 1000, seconds=0.1) for s, p in psnr.items()
+            for i in range(N_IMAGES)]
     per_image = pd.DataFrame(rows)
     per_image.to_csv(folder / "per_image.csv", index=False)
     means = per_image.groupby("set", sort=False)[["psnr", "ssim"]].mean()

@@ -60,7 +60,9 @@ def test_study_page_parameters():
     assert results["profile"] == TrainConfig().profile
     assert parameters(read("method.ipynb")) == {"profile": TrainConfig().profile}
     conclusion = parameters(read("conclusion.ipynb"))
-    assert set(conclusion) == {"profile", "scales", "seeds", "results_dir"}
+    assert set(conclusion) == {"profile", "scales", "results_dir"}  # it shows every seed
+    assert set(parameters(read("findings.ipynb"))) == {"profile", "scales", "results_dir"}
+    assert parameters(read("ladder.ipynb")) == {"results_dir": None}  # committed runs only
 
 
 @pytest.mark.parametrize("name", sorted(book.notebooks()))

@@ -29,7 +29,7 @@ def names(lines: list[str]) -> list[str]:
 def test_dry_run_lists_one_page_per_task_and_defined_scale(tmp_path, capsys):
     lines = dry_lines(tmp_path, capsys, "--tasks", "1,2", "--scales", "2,3")
     assert names(lines) == ["task01-x2", "task01-x3", "task02-x2", "method", "results",
-                            "conclusion"]
+                            "findings", "conclusion"]  # the ladder page: cpu profile only
     assert all(line.startswith("would run") for line in lines)
     assert "task01.ipynb -> " in lines[1] and lines[1].endswith("task01-x3.ipynb scales=[3]")
     assert "scales=[2, 3]" in lines[4]  # the references at task 1's scales in the sweep
@@ -77,16 +77,16 @@ def finish_fake(job: sweep.Job, s: sweep.Settings, digest: str) -> None:
     job.stamp.write_text(json.dumps(dict(
         status="ok", params=job.params, source=digest,
         runs={k: sweep.run_hash(s.results_root, k) for k in job.expected_runs},
-        all_runs=sweep.results_digest(s.results_root) if job.depends_on_all else None)))
+        all_runs=sweep.page_runs_digest(job, s) if job.depends_on_all else None)))
 
 
 def test_stamp_decides_what_is_up_to_date(tmp_path):
     s = settings(tmp_path)
-    task_job, method, results, conclusion = sweep.plan(s)
+    task_job, method, results, findings, conclusion = sweep.plan(s)  # no ladder off cpu
     assert task_job.expected_runs == ["task00/bicubic/x2/seed0", "task03/8layers_grc/x2/seed0",
-                                      "task04/baseline/x2/seed0", "task04/baseline/x2/seed1",
-                                      "task04/baseline/x2/seed2"]  # + the noise seeds
-    assert (results.phase, conclusion.phase, method.phase) == (2, 3, 1)
+                                      "task04/baseline/x2/seed0"]  # the seeds it trains
+    assert (results.phase, findings.phase, conclusion.phase, method.phase) == (2, 2, 3, 1)
+    assert task_job.depends_on_all  # it shows every seed on disk
     assert not sweep.is_up_to_date(task_job, s, "src")
     finish_fake(task_job, s, "src")
     assert sweep.is_up_to_date(task_job, s, "src")
@@ -99,6 +99,19 @@ def test_stamp_decides_what_is_up_to_date(tmp_path):
     finish_fake(conclusion, s, "src")
     assert sweep.is_up_to_date(conclusion, s, "src")
     finish_fake(task_job, s, "src")  # a new run appears: pages reading every run are stale
+    assert not sweep.is_up_to_date(conclusion, s, "src")
+
+
+def test_ladder_page_goes_stale_when_a_ladder_run_lands(tmp_path):
+    s = settings(tmp_path, profile="cpu")
+    ladder = next(j for j in sweep.plan(s) if j.page.name == "ladder")
+    conclusion = next(j for j in sweep.plan(s) if j.page.name == "conclusion")
+    assert ladder.expected_runs == [] and ladder.other_profiles == ("cpu4", "cpu16")
+    for job in (ladder, conclusion):
+        finish_fake(job, s, "src")
+        assert sweep.is_up_to_date(job, s, "src")
+    fake_run(s.results_dir, 5, "batchnorm", 2, 0, dict(Set5=30.0), "cpu4")  # never trained by it
+    assert not sweep.is_up_to_date(ladder, s, "src")
     assert not sweep.is_up_to_date(conclusion, s, "src")
 
 

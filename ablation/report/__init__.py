@@ -10,7 +10,12 @@ private module per concern, each with one kind of dependency:
 - ``_html``: HTML fragments, number formats, the profile banner, the rendered tables;
 - ``_figures``: matplotlib figures, saved as PNG and SVG;
 - ``_probes``: what needs the trained checkpoints (crops for the visual comparison, body gain);
+- ``_effects``: every comparison's effect with its 95% interval (:mod:`ablation.stats`), under
+  the one aggregation rule of the book (:data:`AGGREGATION_RULE`);
+- ``_effect_figures``: forest plots and the compute ladder's curves (``style``, ``figsize``);
+- ``_ladder``: the compute ladder, read from committed runs only;
 - ``_prose``: the generated sentences of the conclusions;
+- ``_findings``: the effects sections, the findings and ladder pages, the README's findings;
 - ``_pages``: the section calls of the task, results, conclusion and method pages.
 
 Which runs a page needs is :mod:`ablation.planning` (the sweep plans the same runs), the
@@ -19,16 +24,33 @@ profile its numbers come from; a ``smoke`` profile is flagged with :data:`SMOKE_
 """
 
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED, original_psnr
-from ablation.planning import (
-    NOISE_RUN,
-    NOISE_SCALE,
-    NOISE_SEEDS,
-    PlannedRun,
-    planned_runs,
-    study_rows,
-)
+from ablation.planning import PlannedRun, planned_runs, study_rows
 
+from ._effect_figures import forest_figure, ladder_figure
+from ._effects import (
+    AGGREGATION_RULE,
+    MEAN_SET,
+    Comparison,
+    comparisons,
+    effects_table,
+    per_image,
+    primary_comparison,
+)
 from ._figures import FigureFiles, curves_figure, figures_dir, new_figure, save_figure
+from ._findings import (
+    effects,
+    findings,
+    findings_plot,
+    forest_plot,
+    forest_rows,
+    ladder_conclusion,
+    ladder_curves,
+    ladder_tables,
+    readme_findings,
+    render_effects,
+    study_hours,
+    update_readme,
+)
 from ._html import (
     SMOKE_WARNING,
     Html,
@@ -36,6 +58,7 @@ from ._html import (
     render_study_table,
     render_task_table,
 )
+from ._ladder import change, ladder_effects, ladder_points, ladder_status
 from ._pages import (
     compute_table,
     conclusion,
@@ -48,36 +71,32 @@ from ._pages import (
     visual_comparison,
 )
 from ._probes import best_crop, body_gain, comparison_panels, sr_crop
-from ._prose import (
-    NOISE_EXPLAINED,
-    answer_sentence,
-    conclusion_text,
-    fit_sentence,
-    noise_band_text,
-)
+from ._prose import answer_sentence, conclusion_text, fit_sentence
 from ._running import TaskRuns, run_one, run_references, run_task
 from ._tables import (
     RUN_COLUMNS,
-    NoiseBand,
     aggregate_seeds,
     final_losses,
     load_histories,
     load_runs,
-    noise_bands,
     profiles_table,
     study_table,
     task_table,
 )
 
 __all__ = [
-    "NOISE_EXPLAINED", "NOISE_RUN", "NOISE_SCALE", "NOISE_SEEDS", "ORIGINAL_CAVEATS",
-    "ORIGINAL_README", "PUBLISHED", "RUN_COLUMNS", "SMOKE_WARNING", "FigureFiles", "Html",
-    "NoiseBand", "PlannedRun", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop",
-    "body_gain", "comparison_panels", "compute_table", "conclusion", "conclusion_text",
-    "cost_figure", "curves_figure", "figures_dir", "final_losses", "fit_sentence", "load_histories",
-    "load_runs", "method_profiles", "new_figure", "noise_band_text", "noise_bands",
-    "original_psnr", "planned_runs", "profile_banner", "profiles_table", "render_study_table",
-    "render_task_table", "results_table", "run_one", "run_references", "run_task",
-    "save_figure", "sr_crop", "study_conclusion", "study_results", "study_rows", "study_table",
-    "task_table", "training_curves", "visual_comparison",
+    "AGGREGATION_RULE", "MEAN_SET", "ORIGINAL_CAVEATS", "ORIGINAL_README", "PUBLISHED",
+    "RUN_COLUMNS", "SMOKE_WARNING", "Comparison", "FigureFiles", "Html", "PlannedRun",
+    "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop", "body_gain", "change",
+    "comparison_panels", "comparisons", "compute_table", "conclusion", "conclusion_text",
+    "cost_figure", "curves_figure", "effects", "effects_table", "figures_dir", "final_losses",
+    "findings", "findings_plot", "fit_sentence", "forest_figure", "forest_plot", "forest_rows",
+    "ladder_conclusion", "ladder_curves", "ladder_effects", "ladder_figure", "ladder_points",
+    "ladder_status", "ladder_tables", "load_histories", "load_runs", "method_profiles",
+    "new_figure", "original_psnr", "per_image", "planned_runs", "primary_comparison",
+    "profile_banner", "profiles_table", "readme_findings", "render_effects",
+    "render_study_table", "render_task_table", "results_table", "run_one", "run_references",
+    "run_task", "save_figure", "sr_crop", "study_conclusion", "study_hours", "study_results",
+    "study_rows", "study_table", "task_table", "training_curves", "update_readme",
+    "visual_comparison",
 ]

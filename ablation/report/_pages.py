@@ -15,7 +15,9 @@ from ablation.config import SCALES
 from ablation.planning import planned_runs
 from ablation.tasks import BICUBIC, TASKS
 
+from ._effects import AGGREGATION_RULE, effects_table
 from ._figures import FigureFiles, comparison_figure, curves_figure, new_figure, save_figure
+from ._findings import ladder_conclusion
 from ._html import (
     SMOKE_WARNING,
     Html,
@@ -26,7 +28,7 @@ from ._html import (
     smoke_note,
 )
 from ._probes import CROP_HR, body_gains, comparison_panels, pick_images
-from ._prose import NOISE_EXPLAINED, _overall_html, conclusion_text, noise_band_text
+from ._prose import _overall_html, conclusion_text
 from ._running import TaskRuns
 from ._tables import (
     aggregate_seeds,
@@ -34,7 +36,6 @@ from ._tables import (
     final_losses,
     load_histories,
     load_runs,
-    noise_bands,
     ordered_sets,
     profiles_table,
     study_table,
@@ -89,20 +90,21 @@ def conclusion(runs: TaskRuns) -> Html:
     table = task_table(runs.planned, all_runs, runs.profile, runs.status())
     losses = final_losses(runs.planned, runs.profile, runs.results_dir)
     gains = body_gains(runs.planned, runs.profile, runs.results_dir)
-    lines = conclusion_text(runs.task, table, runs.profile, noise_bands(all_runs), losses, gains)
+    effects = effects_table(runs.profile, runs.results_dir, [runs.task], runs.scales,
+                            runs.status())
+    lines = conclusion_text(runs.task, table, runs.profile, effects, losses, gains)
     items = "".join(f"<li>{line}</li>" for line in lines)
     return Html(f'<div class="ablation-conclusion"><p>Computed from results/{esc(runs.profile)}'
-                f" (profile <code>{esc(runs.profile)}</code>). {NOISE_EXPLAINED}</p>"
+                f" (profile <code>{esc(runs.profile)}</code>). {AGGREGATION_RULE}</p>"
                 f"<ul>{items}</ul></div>", "\n".join(lines))
 
 
 def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] = SCALES,
                   seeds: Iterable[int] | None = None) -> Html:
-    """The full-study table of the results page (one call in the notebook), followed by the
-    seed-noise band every difference in it is read against."""
+    """The full-study table of the results page (one call in the notebook): every run's mean
+    over every seed on disk (``seeds`` narrows it), then the aggregation rule."""
     table = render_study_table(study_table(profile, results_dir, scales, seeds), profile)
-    band = noise_band_text(noise_bands(load_runs(profile, results_dir)))
-    return Html(table.html + f"<p>{band}</p>", table.text + "\n" + band)
+    return Html(table.html + f"<p>{AGGREGATION_RULE}</p>", table.text)
 
 
 def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | None = None,
@@ -136,29 +138,30 @@ def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | 
     return FigureFiles([png], [svg], "Each point: mean over seeds of one variant.")
 
 
-def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2,),
-                     seeds: Iterable[int] | None = None) -> Html:
-    """Every task's computed conclusion, plus where the best small net stands against bicubic
-    and EDSR-baseline (all from ``results/<profile>``)."""
+def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2,)
+                     ) -> Html:
+    """Every task's computed conclusion, where the best small net stands against bicubic and
+    EDSR-baseline, and what the compute ladder implies (all from the results folder; every
+    seed on disk counts)."""
     runs = load_runs(profile, results_dir)
-    bands = noise_bands(runs)
-    seeds = sorted({int(s) for s in seeds}) if seeds is not None else \
-        (sorted(int(s) for s in runs.seed.unique()) if not runs.empty else [0])
-    blocks = [profile_banner(profile).html, f"<p>{NOISE_EXPLAINED}</p>",
-              _overall_html(runs, profile, scales, seeds)]
+    effects = effects_table(profile, results_dir, scales=scales)
+    blocks = [profile_banner(profile).html, f"<p>{AGGREGATION_RULE}</p>",
+              _overall_html(runs, profile, scales)]
     for t in TASKS.values():
         sc = [s for s in t.scales if s in set(int(x) for x in scales)]
         if not sc:
             continue
-        planned = planned_runs(t.number, sc, seeds, (), profile)
+        planned = planned_runs(t.number, sc, [0], (), profile)
         table = task_table(planned, runs, profile)
-        lines = conclusion_text(t.number, table, profile, bands,
+        lines = conclusion_text(t.number, table, profile, effects,
                                 final_losses(planned, profile, results_dir),
                                 body_gains(planned, profile, results_dir))
         lines = [line for line in lines if SMOKE_WARNING not in line]
         items = "".join(f"<li>{line}</li>" for line in lines)
         blocks.append(f"<h3>Task {t.number}: {esc(t.title)}</h3><p><i>{esc(t.question)}</i></p>"
                       f"<ul>{items}</ul>")
+    if profile == "cpu":
+        blocks.append(ladder_conclusion(results_dir).html)
     return Html("".join(blocks), f"conclusions for profile {profile}")
 
 

@@ -1,4 +1,4 @@
-"""The results folder as DataFrames: runs, seed aggregates, task and study tables, noise bands.
+"""The results folder as DataFrames: runs, seed aggregates, task and study tables.
 
 Tables only (pandas; no HTML, figures or checkpoints): each function reads ``results/<profile>``
 (metrics.json, history.csv) or takes DataFrames, and returns DataFrames, so the tests run them
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,16 +24,9 @@ from ablation.config import (
 )
 from ablation.costs import frame_flops
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED
-from ablation.planning import (
-    NOISE_RUN,
-    NOISE_RUN_NAME,
-    PlannedRun,
-    skip_reason,
-    study_rows,
-)
+from ablation.planning import PlannedRun, skip_reason, study_rows
 from ablation.tasks import REFERENCE, get_task
 
-NOISE_SIGMAS = 2.0  # the band is this many standard deviations over the noise run's seeds
 RUN_COLUMNS = ["task", "variant", "label", "scale", "seed", "set", "psnr", "ssim", "params",
                "flops", "gflops_720p", "train_seconds", "iterations", "loss", "device", "run_dir"]
 
@@ -100,13 +92,14 @@ def task_table(planned: Sequence[PlannedRun], runs: pd.DataFrame, profile: str,
                status: dict[str, str] | None = None) -> pd.DataFrame:
     """The task's results, wide: one row per (model, scale), PSNR/SSIM per set, costs.
 
-    ``runs`` is :func:`load_runs` output; only the planned seeds count. Rows without a finished
-    run keep their place with a 'not run: ...' status.
+    ``runs`` is :func:`load_runs` output; every seed of a planned run on disk counts (the one
+    aggregation rule of the book: the mean over every seed present), whichever seeds the page
+    trained. Rows without a finished run keep their place with a 'not run: ...' status.
     """
     status = status or {}
-    wanted = {(p.task, p.variant, p.scale, p.seed) for p in planned}
+    wanted = {(p.task, p.variant, p.scale) for p in planned}
     if not runs.empty:
-        mask = [(r.task, r.variant, r.scale, r.seed) in wanted for r in runs.itertuples()]
+        mask = [(r.task, r.variant, r.scale) in wanted for r in runs.itertuples()]
         runs = runs[mask]
     agg = aggregate_seeds(runs)
     sets = ordered_sets(agg["set"]) or list(make_config(profile).eval_sets)
@@ -191,37 +184,12 @@ def final_losses(planned: Sequence[PlannedRun], profile: str, results_dir=None,
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-@dataclass(frozen=True)
-class NoiseBand:
-    """Half-width of the seed-noise band (2 x std over seeds of the noise run)."""
-
-    width: float | None
-    n_seeds: int
-
-    def describe(self) -> str:
-        """Short text for a conclusion line."""
-        if self.width is None:
-            return f"noise band unknown: {self.n_seeds} seed(s) of the {NOISE_RUN_NAME}"
-        return f"noise band ±{self.width:.3f} dB from {self.n_seeds} seeds"
-
-
-def noise_bands(runs: pd.DataFrame) -> dict[tuple[int, str], NoiseBand]:
-    """(scale, set) -> the noise band from the noise run's seeds in ``runs``."""
-    t, v = NOISE_RUN
-    base = runs[(runs.task == t) & (runs.variant == v)] if not runs.empty else runs
-    out = {}
-    for (scale, set_name), sub in base.groupby(["scale", "set"]):
-        n = int(sub.seed.nunique())
-        width = NOISE_SIGMAS * float(sub.psnr.std()) if n >= 2 else None
-        out[(int(scale), set_name)] = NoiseBand(width, n)
-    return out
-
-
 def study_table(profile: str, results_dir=None, scales: Iterable[int] = SCALES,
                 seeds: Iterable[int] | None = None, original: bool = True,
                 published: bool = True) -> pd.DataFrame:
-    """Every variant x set x scale of this study, with the original study's README numbers and
-    published reference rows beside it (long rows; ``source`` says where a number comes from)."""
+    """Every variant x set x scale of this study (mean over every seed on disk, or over
+    ``seeds`` when given), with the original study's README numbers and published reference
+    rows beside it (long rows; ``source`` says where a number comes from)."""
     runs = load_runs(profile, results_dir)
     if seeds is not None and not runs.empty:
         seeds = {int(s) for s in seeds}

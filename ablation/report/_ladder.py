@@ -1,0 +1,150 @@
+"""The compute ladder: how the contested answers move from 1x (``cpu``) to 4x (``cpu4``) and
+16x (``cpu16``) the budget, read ONLY from committed runs (nothing here trains).
+
+The factors are :data:`ablation.tasks.LADDER_FACTORS`, each against
+:data:`ablation.tasks.LADDER_BASELINE` at :data:`ablation.tasks.LADDER_SCALE`; the budgets are
+``cpu`` and :data:`ablation.config.LADDER`. A budget is measured in HR pixels seen in training
+(iterations x batch x HR patch area), the unit that puts the original study's budget on the
+same axis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import pandas as pd
+
+from ablation import stats
+from ablation.config import LADDER, budget_multiplier, make_config
+from ablation.literature import ORIGINAL_B100_BEST
+from ablation.tasks import LADDER_BASELINE, LADDER_FACTORS, LADDER_SCALE, get_task
+
+from ._effects import MEAN_SET, per_image, set_effects
+from ._html import esc
+
+LADDER_PROFILES = ("cpu", *LADDER)  # 1x, 4x, 16x
+SHRINKS, HOLDS, GROWS, FLIPS = "shrinks", "holds", "grows", "flips"
+NOT_YET = "not yet run"
+CHANGE_RULE = (
+    f"<i>{HOLDS}</i>: the 1x effect lies inside the larger budget's 95% interval; "
+    f"<i>{FLIPS}</i>: it does not, and the larger budget's interval excludes zero on the other "
+    f"side; otherwise <i>{SHRINKS}</i> or <i>{GROWS}</i> by the size of the estimate. "
+    f"<i>{NOT_YET}</i>: a run of that budget is not committed.")
+
+
+def hr_pixels(task: int, variant: str, profile: str, scale: int = LADDER_SCALE) -> float:
+    """HR pixels a run of ``profile`` sees in training: iterations x batch x (LR patch x
+    scale)^2, from the config (with the variant's own overrides)."""
+    c = make_config(profile, **get_task(task).variant(variant).overrides(profile))
+    return float(c.iterations * c.batch_size * (c.lr_patch * scale) ** 2)
+
+
+def ladder_runs() -> list[tuple[int, str]]:
+    """The ladder's (task, variant) runs: the baseline, then the factors."""
+    return [LADDER_BASELINE, *LADDER_FACTORS]
+
+
+def ladder_status(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES) -> pd.DataFrame:
+    """Seeds committed per ladder run and budget (0: not yet committed)."""
+    rows = []
+    for task, variant in ladder_runs():
+        row = dict(task=task, variant=variant, label=get_task(task).variant(variant).label)
+        for p in profiles:
+            df = per_image(p, task, variant, LADDER_SCALE, results_dir)
+            row[f"{budget_multiplier(p)}x"] = int(df.seed.nunique())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ladder_points(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES) -> pd.DataFrame:
+    """PSNR per (run, budget, set): mean, min and max over the committed seeds."""
+    rows = []
+    for task, variant in ladder_runs():
+        label = get_task(task).variant(variant).label
+        for p in profiles:
+            df = per_image(p, task, variant, LADDER_SCALE, results_dir)
+            if df.empty:
+                continue
+            per_seed = df.groupby(["set", "seed"]).psnr.mean().reset_index()
+            for s, g in per_seed.groupby("set"):
+                rows.append(dict(task=task, variant=variant, label=label, profile=p,
+                                 pixels=hr_pixels(task, variant, p), set=s, psnr=g.psnr.mean(),
+                                 low=g.psnr.min(), high=g.psnr.max(), seeds=len(g)))
+    return pd.DataFrame(rows, columns=["task", "variant", "label", "profile", "pixels", "set",
+                                       "psnr", "low", "high", "seeds"])
+
+
+def original_points() -> pd.DataFrame:
+    """The original study's logged B100 best of each ladder run at its own budget."""
+    rows = [dict(label=get_task(t).variant(v).label, pixels=float(o.hr_pixels), psnr=o.b100,
+                 note=o.note)
+            for (t, v), o in ORIGINAL_B100_BEST.items() if (t, v) in ladder_runs()]
+    return pd.DataFrame(rows, columns=["label", "pixels", "psnr", "note"])
+
+
+def change(first: stats.Effect | None, later: stats.Effect | None) -> str:
+    """How an effect moves from 1x to a larger budget (:data:`CHANGE_RULE`)."""
+    if first is None or later is None:
+        return NOT_YET
+    if not later.has_interval:
+        return HOLDS if math.isclose(first.effect, later.effect, abs_tol=0.005) else (
+            SHRINKS if abs(later.effect) < abs(first.effect) else GROWS)
+    if later.low <= first.effect <= later.high:
+        return HOLDS
+    if later.verdict in (stats.BETTER, stats.WORSE) and (later.effect > 0) != (first.effect > 0):
+        return FLIPS
+    return SHRINKS if abs(later.effect) < abs(first.effect) else GROWS
+
+
+def ladder_effects(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES,
+                   sets: tuple[str, ...] = ("B100", MEAN_SET)) -> pd.DataFrame:
+    """Per factor, set (B100 and the mean of the sets) and budget: the effect against the
+    baseline at that budget, and how it changed from 1x."""
+    profiles = list(profiles)
+    bt, bv = LADDER_BASELINE
+    rows = []
+    for task, variant in LADDER_FACTORS:
+        found = {}
+        for p in profiles:
+            v = per_image(p, task, variant, LADDER_SCALE, results_dir)
+            r = per_image(p, bt, bv, LADDER_SCALE, results_dir)
+            found[p] = set_effects(v, r, (False, False)) if len(v) and len(r) else {}
+        for s in sets:
+            first = found[profiles[0]].get(s)
+            for p in profiles:
+                e = found[p].get(s)
+                rows.append(dict(task=task, variant=variant,
+                                 label=get_task(task).variant(variant).label, set=s, profile=p,
+                                 budget=f"{budget_multiplier(p)}x", effect=e,
+                                 change="" if p == profiles[0] else change(first, e)))
+    return pd.DataFrame(rows, columns=["task", "variant", "label", "set", "profile", "budget",
+                                       "effect", "change"])
+
+
+def ladder_sentences(effects: pd.DataFrame) -> list[str]:
+    """Per factor, what the ladder shows on the mean of the sets, claiming no more than the
+    committed runs: the effect per budget run, its change, and the budgets not yet run."""
+    out = []
+    mean = effects[effects.set == MEAN_SET]
+    for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
+        label = g.label.iloc[0]
+        done = g[g.effect.notna()]
+        missing = [b for b, e in zip(g.budget, g.effect, strict=True) if e is None]
+        head = f"<b>Task {task}, <i>{esc(label)}</i></b> against the baseline"
+        if len(done) <= 1:
+            out.append(f"{head}: the ladder is not yet run (no committed run at "
+                       f"{', '.join(missing)}); the 1x answer stands alone.")
+            continue
+        parts = [f"{b}: {esc(e.interval_text())}, {esc(e.verdict_text())}"
+                 for b, e in zip(done.budget, done.effect, strict=True)]
+        changes = [f"{c} at {b}" for b, c in zip(done.budget, done.change, strict=True) if c]
+        text = f"{head}: {'; '.join(parts)}. From 1x the effect {', '.join(changes)}"
+        text += (f"; {', '.join(missing)} not yet run." if missing else ".")
+        orig = ORIGINAL_B100_BEST.get((task, variant)) or ORIGINAL_B100_BEST[LADDER_BASELINE]
+        largest = max(hr_pixels(task, variant, p) for p in done.profile)
+        text += (" This shows where the effect heads within the budgets run, not its value at "
+                 f"the original study's budget ({orig.hr_pixels / largest:.0f}x the largest "
+                 "run here, in HR pixels seen).")
+        out.append(text)
+    return out
