@@ -240,3 +240,18 @@ def test_depth16_kaiming_is_compared_with_depth16_and_the_baseline():
 
     assert get_task(8).variant("depth16_kaiming").note.startswith("not in the original study")
     json.dumps(pairs)  # plain data
+
+
+def test_diagnostic_variant_is_labelled_on_the_page(tmp_path):
+    root = tmp_path / "r"
+    for seed, d in enumerate((0.0, 0.02, -0.02)):
+        run(root, 4, "baseline", seed, dict(Set5=37.0 + d), spread=0.1)
+        run(root, 8, "depth16", seed, dict(Set5=35.4 + d), spread=0.1)
+        run(root, 8, "depth16_kaiming", seed, dict(Set5=37.1 + d), spread=0.2)
+    runs = TaskRuns(8, PROFILE, [2], [0], ["depth16", "depth16_kaiming"], str(root), None)
+    html = report.effects(runs).html
+    assert html.count("<i>not in the original study</i>") == 2  # against baseline and depth16
+    text = report.conclusion(runs).html
+    assert ("<i>16 layers, He-init body (diagnostic)</i> (not in the original study) against "
+            "<i>16 layers</i>: +1.70 dB") in text
+    assert "3 vs 3 seeds, 5 images" in text  # the seed term is estimated: not provisional

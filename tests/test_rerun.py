@@ -96,10 +96,11 @@ def test_train_lines_name_each_run_of_the_page(tmp_path):
         assert (args.task, args.variant, args.scale, args.seed, args.profile) == \
             (planned.task, planned.variant, planned.scale, planned.seed, "cpu")
         assert args.iterations == 9 and Path(args.results) == tmp_path / "res"
-    # the noise run (task-4 baseline at x2) has its three seeds, bicubic runs once
+    # the page's seeds for every trained run, bicubic once
     keys = [r.key for r in section.runs]
-    assert keys[0] == "task00/bicubic/x2/seed0"
-    assert {"task04/baseline/x2/seed0", "task04/baseline/x2/seed2"} <= set(keys)
+    assert keys == ["task00/bicubic/x2/seed0", "task04/baseline/x2/seed0",
+                    "task04/baseline/x2/seed1", "task05/batchnorm/x2/seed0",
+                    "task05/batchnorm/x2/seed1"]
 
 
 def test_a_gpu_only_variant_gets_its_paper_line_and_the_reason():

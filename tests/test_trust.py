@@ -134,8 +134,8 @@ def test_damaged_run_is_named_and_left_out(smoke_results, tmp_path, kind):
 
 
 def test_damaged_seed_is_named_not_published_as_fewer_seeds(tmp_path):
-    """The issue's case: truncating the seed-1 baseline's metrics.json silently turned the
-    noise band into a 2-seed one. Now every reader names the file."""
+    """The issue's case: truncating the seed-1 baseline's metrics.json silently turned a
+    3-seed mean into a 2-seed one. Now every reader names the file."""
     root = tmp_path / "results"
     for seed, delta in enumerate((0.0, 0.02, -0.02)):
         fake_run(root, 4, "baseline", 2, seed, dict(Set5=37.00 + delta))

@@ -71,8 +71,8 @@ def forest_figure(rows: pd.DataFrame, title: str, style: dict | str | None = Non
                 tick.set_fontweight("bold")
         ax.set_ylim(0.3, n + 0.7)
         ax.set_xlabel("effect on PSNR (dB), variant minus the run it is compared with")
-        if shown:
-            ax.legend(fontsize=7, loc="best")
+        if shown:  # below the axes: it never covers a row
+            fig.legend(fontsize=7, loc="outside lower center", ncols=3)
         if rows.empty:
             ax.text(0.5, 0.5, "no comparisons", ha="center", va="center", transform=ax.transAxes)
         fig.suptitle(title, fontsize=9)
@@ -91,7 +91,8 @@ def ladder_figure(points: pd.DataFrame, originals: pd.DataFrame, sets: list[str]
     sets = sets or ["B100"]
     with styled(style):
         fig = new_figure(*(figsize or (4.2 * min(len(sets), 2), 3.4 * math.ceil(len(sets) / 2))))
-        axes = fig.subplots(math.ceil(len(sets) / 2), min(len(sets), 2), squeeze=False).flat
+        axes = fig.subplots(math.ceil(len(sets) / 2), min(len(sets), 2), squeeze=False,
+                            sharex=True).flat
         colours: dict[str, str] = {}
         for ax, s in zip(axes, sets, strict=False):
             sub = points[points.set == s]

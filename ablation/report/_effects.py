@@ -53,6 +53,14 @@ class Comparison:
     ref_label: str
 
 
+NOT_IN_ORIGINAL = "not in the original study"  # how a diagnostic variant's note starts
+
+
+def not_in_original(task: int, variant: str) -> bool:
+    """True for a diagnostic variant the original study did not run (its note says so)."""
+    return get_task(task).variant(variant).note.startswith(NOT_IN_ORIGINAL)
+
+
 def primary_comparison(task: Task) -> tuple[int, str]:
     """The run a task's variants are measured against: its first compare_to, else bicubic."""
     return task.compare_to[0] if task.compare_to else (REFERENCE.number, BICUBIC.name)

@@ -18,7 +18,14 @@ from ablation.config import LADDER, SCALES
 from ablation.tasks import LADDER_SCALE, get_task
 
 from ._effect_figures import forest_figure, ladder_figure
-from ._effects import AGGREGATION_RULE, MEAN_SET, effect_of, effects_table
+from ._effects import (
+    AGGREGATION_RULE,
+    MEAN_SET,
+    NOT_IN_ORIGINAL,
+    effect_of,
+    effects_table,
+    not_in_original,
+)
 from ._figures import FigureFiles, save_figure
 from ._html import TABLE_STYLE, Html, esc, profile_banner, smoke_note
 from ._ladder import (
@@ -59,8 +66,10 @@ def render_effects(effects: pd.DataFrame, profile: str, banner: bool = True) -> 
         m = by_set.get(MEAN_SET, r0)
         orig = "–" if math.isnan(m.original) else stats.signed(m.original) + (
             "*" if m.original_caveat else "")
+        diag = (f"<br/><small><i>{NOT_IN_ORIGINAL}</i></small>"
+                if not_in_original(int(r0.task), r0.variant) else "")
         body.append(f'<tr class="ablation-row" data-variant="{esc(r0.variant)}"><td>'
-                    f"{esc(r0.label)}</td><td>{esc(r0.ref_label)}</td><td>x{r0.scale}</td>"
+                    f"{esc(r0.label)}{diag}</td><td>{esc(r0.ref_label)}</td><td>x{r0.scale}</td>"
                     f"<td>{int(m.n_variant)} / {int(m.n_reference)}</td>{cells}"
                     f"<td>{orig}</td></tr>")
     table = (f'<div style="{TABLE_STYLE}"><table class="ablation-effects"><thead><tr>'

@@ -17,7 +17,7 @@ import pandas as pd
 from ablation import stats
 from ablation.tasks import BICUBIC, REFERENCE, get_task
 
-from ._effects import MEAN_SET, effect_of
+from ._effects import MEAN_SET, NOT_IN_ORIGINAL, effect_of, not_in_original
 from ._html import SMOKE_WARNING, esc, fmt_delta, is_smoke
 from ._tables import aggregate_seeds, ordered_sets, table_sets
 
@@ -69,7 +69,8 @@ def answer_sentence(rows: pd.DataFrame, scale: int,
     variant loses (``losses``/``gains``, see :func:`fit_sentence`) and the original study's
     difference on the same sets, read against our interval."""
     first = rows.iloc[0]
-    head = (f"<b>Answer (x{scale})</b>: <i>{esc(first.label)}</i> against "
+    diag = f" ({NOT_IN_ORIGINAL})" if not_in_original(int(first.task), first.variant) else ""
+    head = (f"<b>Answer (x{scale})</b>: <i>{esc(first.label)}</i>{diag} against "
             f"<i>{esc(first.ref_label)}</i>")
     mean = rows[rows.set == MEAN_SET]
     if first.status != "ok" or mean.empty:
@@ -78,8 +79,8 @@ def answer_sentence(rows: pd.DataFrame, scale: int,
     e = effect_of(m)
     per_set = rows[rows.set != MEAN_SET]
     n_sets = len(per_set)
-    text = (f"{head}: {effect_phrase(m)} on the mean of the {n_sets} set"
-            f"{'s' if n_sets != 1 else ''} (95% interval; {esc(e.basis_text())}).")
+    where = f"the mean of the {n_sets} sets" if n_sets != 1 else esc(per_set.set.iloc[0])
+    text = f"{head}: {effect_phrase(m)} on {where} (95% interval; {esc(e.basis_text())})."
     if n_sets > 1:
         text += " Per set: " + "; ".join(f"{esc(r.set)} {effect_phrase(r)}"
                                          for _, r in per_set.iterrows()) + "."
