@@ -23,10 +23,11 @@ N_IMAGES = 5  # images per set in per_image.csv
 
 def fake_run(root: Path, task: int, variant: str, scale: int, seed: int,
              psnr: dict[str, float], profile: str = "cpu", config_hash: str | None = None,
-             label: str | None = None, spread: float = 0.0) -> Path:
+             label: str | None = None, spread: float = 0.0, model: bool = True) -> Path:
     """Write a finished run under ``root``; each set's images score ``psnr[set]`` plus
     ``spread * (i - 2)`` for image i (0 by default: all the same; the offsets sum to zero), SSIM
-    ``0.9 + psnr / 1000``, so the set means are the given numbers."""
+    ``0.9 + psnr / 1000``, so the set means are the given numbers. ``model=False`` leaves out
+    ``model.pt`` (a finished run needs it for seed 0 only)."""
     folder = results_mod.run_dir(profile, task, variant, scale, seed, root)
     folder.mkdir(parents=True, exist_ok=True)
     bicubic = variant == "bicubic"
@@ -54,6 +55,7 @@ def fake_run(root: Path, task: int, variant: str, scale: int, seed: int,
         pd.DataFrame(dict(iteration=[50, 100], loss=[0.1, 0.05], learning_rate=[1e-3, 1e-4],
                           val_psnr=[30.0 + seed, 31.0 + seed], seconds=[1.0, 2.0])) \
             .to_csv(folder / "history.csv", index=False)
-        torch.manual_seed(seed)
-        save_checkpoint(folder / "model.pt", build_model(spec, scale))
+        if model:
+            torch.manual_seed(seed)
+            save_checkpoint(folder / "model.pt", build_model(spec, scale))
     return folder

@@ -17,7 +17,7 @@ from ablation.tasks import BICUBIC, TASKS
 
 from ._effects import AGGREGATION_RULE, effects_table
 from ._figures import FigureFiles, comparison_figure, curves_figure, new_figure, save_figure
-from ._findings import ladder_conclusion
+from ._findings import ladder_conclusion, study_hours
 from ._html import (
     SMOKE_WARNING,
     Html,
@@ -191,7 +191,7 @@ def compute_table(profile: str = "cpu", results_dir=None) -> Html:
     if table.empty:
         return Html(profile_banner(profile).html + "<p>No finished runs yet.</p>", "no runs")
     table = table.sort_values(["task", "variant", "scale", "seed"])
-    total_h = (table.train_min.sum() + table.eval_min.sum()) / 60
+    _, total_h = study_hours(profile, results_dir)  # the one source of the study's time
     body = "".join(
         f"<tr><td>{r.task}</td><td>{esc(str(r.variant))}</td><td>x{r.scale}</td>"
         f"<td>{r.seed}</td><td>{esc(str(r.device))}</td><td>{r.train_min:.1f}</td>"
