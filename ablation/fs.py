@@ -18,12 +18,21 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ablation.errors import DiskWriteError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``
+    (see :func:`atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(fh)`` on a temp file in ``path``'s folder, then ``os.replace`` it to
+    ``path``: for writers that stream (a large PNG is encoded straight to disk, never held
+    in memory as bytes).
 
     A crash or a full disk leaves either the old file or the new one, never a torn file, and
     no temp file behind (the OSError is re-raised for the caller to report). The new file gets
@@ -40,7 +49,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)

@@ -18,21 +18,35 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ablation.errors import DataError
-from ablation.fs import atomic_write_bytes
+from ablation.fs import atomic_write
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Bytes of float64 temporaries one block of rows may use while converting to 8 bits.
+ROWS_BYTES = 8 << 20
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
     """Any integer/bool pixel array -> uint8; 16-bit values map by ``round(v / 257)`` so that
-    65535 -> 255 and 257*k -> k exactly."""
+    65535 -> 255 and 257*k -> k exactly.
+
+    Converted in blocks of rows into one uint8 array: the float64 arithmetic never holds more
+    than :data:`ROWS_BYTES` of temporaries, so a large 16-bit photo costs its uint8 copy only
+    (a whole-image float64 copy is 8 bytes per value, several of them at once)."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
         return arr.astype(np.uint8) * 255
-    if arr.dtype in (np.uint16, np.int32, np.uint32, np.int64) or arr.max(initial=0) > 255:
-        return np.clip(np.floor(arr.astype(np.float64) / 257.0 + 0.5), 0, 255).astype(np.uint8)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    wide = arr.dtype in (np.uint16, np.int32, np.uint32, np.int64) or arr.max(initial=0) > 255
+    out = np.empty(arr.shape, dtype=np.uint8)
+    if arr.ndim == 0:
+        return _to_uint8(arr[None])[0]
+    step = max(1, ROWS_BYTES // max(1, arr[0].size * 8))
+    for y in range(0, arr.shape[0], step):
+        block = arr[y:y + step]
+        if wide:
+            block = np.floor(block.astype(np.float64) / 257.0 + 0.5)
+        np.clip(block, 0, 255, out=out[y:y + step], casting="unsafe")
+    return out
 
 
 _PNG16_LOW = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
@@ -56,12 +70,30 @@ def _png16_exact(path: Path, img: Image.Image) -> Image.Image:
         lo = np.asarray(lo_img, dtype=np.uint16)
     except Exception:  # an optional refinement: the high byte is an acceptable fallback
         return img
-    hi = np.asarray(img, dtype=np.uint16)
+    hi = np.asarray(img)
     if hi.shape != lo.shape or hi.ndim != 3:
         return img
-    out = Image.fromarray(_to_uint8(hi * 256 + lo))
+    lo += hi.astype(np.uint16) << 8  # lo is a fresh uint16 copy: sum in place, no third array
+    del hi
+    out = Image.fromarray(_to_uint8(lo))
     out.info = dict(img.info)
     return out
+
+
+def in_dataset(path: Path) -> bool:
+    """Whether ``path`` belongs to a fetched dataset (a ``SHA256SUMS`` manifest in one of its
+    folders, as ``ablation data fetch`` writes): such a file is fixed by fetching it again; a
+    user's own file (an upscale input, a custom test or training folder) is not."""
+    from ablation.data import MANIFEST  # data imports this module
+
+    return any((folder / MANIFEST).is_file() for folder in list(Path(path).parents)[:4])
+
+
+def _fix(path: Path) -> str:
+    """What to do about an unreadable ``path``: refetch a dataset file, re-export a user's."""
+    if in_dataset(path):
+        return "delete it and fetch or copy it again"
+    return "check that it opens in an image viewer, or re-export it (png, jpeg, tiff, ...)"
 
 
 def _open(path: Path) -> Image.Image:
@@ -69,11 +101,12 @@ def _open(path: Path) -> Image.Image:
     naming the file: a half-read image must never reach training or scoring."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: file not found; check the path or re-run the data fetch")
+        hint = "check the path or re-run the data fetch" if in_dataset(path) else "check the path"
+        raise DataError(f"{path}: file not found; {hint}")
     if path.is_dir():
         raise DataError(f"{path}: is a folder, not an image file; give an image file")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: empty file (0 bytes); delete it and fetch or copy it again")
+        raise DataError(f"{path}: empty file (0 bytes); {_fix(path)}")
     try:
         img = Image.open(path)
         # load() clears .tile; keep it for the 16-bit check below
@@ -87,14 +120,26 @@ def _open(path: Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DataError(
             f"{path}: not a readable image ({exc.__class__.__name__}: {exc}); "
-            "the file is corrupt or truncated: delete it and fetch or copy it again"
+            f"the file is corrupt or truncated: {_fix(path)}"
         ) from None
     img = _png16_exact(path, img)
     icc = img.info.get("icc_profile")
-    img = ImageOps.exif_transpose(img)
+    ImageOps.exif_transpose(img, in_place=True)  # in place: no second full-size copy
     if icc is not None:
         img.info["icc_profile"] = icc
     return img
+
+
+def high_bit_depth(path: str | os.PathLike) -> bool:
+    """Whether ``path`` stores more than 8 bits per sample (16-bit PNG/TIFF, 32-bit integer or
+    float TIFF): reading it rounds to 8 bits. Reads the header only; False if unreadable."""
+    try:
+        with Image.open(path) as img:
+            rawmode = img.tile[0].args if len(img.tile) == 1 else None
+            return (img.mode.startswith(("I", "F"))
+                    or (isinstance(rawmode, str) and ";16" in rawmode))
+    except Exception:  # the read itself reports an unreadable file
+        return False
 
 
 def _split_alpha(img: Image.Image) -> tuple[Image.Image, np.ndarray | None]:
@@ -166,9 +211,9 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def save_png(path: str | os.PathLike, arr: np.ndarray, alpha: np.ndarray | None = None,
              icc_profile: bytes | None = None) -> None:
     """Save uint8 ``(H, W, C)`` (C = 1 or 3) or ``(H, W)`` losslessly as PNG, atomically
-    (an interrupted save never leaves a truncated PNG that later reads as corrupt data)."""
-    import io
+    (an interrupted save never leaves a truncated PNG that later reads as corrupt data).
 
+    The PNG is encoded straight into the temp file: no copy of the encoded bytes in memory."""
     arr = np.asarray(arr)
     if arr.dtype != np.uint8:
         raise ValueError(f"save_png wants uint8 pixels, got {arr.dtype}; round and clip first")
@@ -177,7 +222,5 @@ def save_png(path: str | os.PathLike, arr: np.ndarray, alpha: np.ndarray | None 
     img = Image.fromarray(arr)
     if alpha is not None:
         img.putalpha(Image.fromarray(alpha))
-    buf = io.BytesIO()
     kwargs = {"icc_profile": icc_profile} if icc_profile else {}
-    img.save(buf, format="PNG", **kwargs)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, lambda fh: img.save(fh, format="PNG", **kwargs))

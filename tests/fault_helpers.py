@@ -61,6 +61,20 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# Source for a child process that measures its own peak memory. ``ru_maxrss`` can't: a child
+# starts with its parent's peak (Linux keeps the high-water mark across fork + exec), so a
+# pytest process that once held 8 GB makes every child report 8 GB. VmHWM after a clear_refs
+# reset is the child's own peak from that moment on.
+PEAK_RSS = """
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+def peak_mb():
+    with open("/proc/self/status") as fh:
+        return int(next(x for x in fh if x.startswith("VmHWM")).split()[1]) / 1024
+"""
+
+
 def python() -> str:
     return sys.executable
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fault_helpers import PEAK_RSS
 from PIL import Image
 
 from ablation import images
@@ -215,3 +219,82 @@ def test_atomic_write_success_keeps_permissions(tmp_path: Path) -> None:
     assert target.read_text(encoding="utf-8") == "two ✓"
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
     _no_temp_files(target.parent)
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def _truncated_png(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:600])
+    return path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty"])
+def test_a_users_unreadable_file_gets_advice_for_a_users_file(tmp_path: Path, kind: str) -> None:
+    """A file in a folder of the user's (no dataset manifest above it) is re-exported, not
+    fetched; a file of a fetched dataset (a SHA256SUMS beside or above it) is fetched again."""
+    user = tmp_path / "photos" / "a.png"
+    dataset = tmp_path / "data" / "benchmark" / "Set5" / "HR" / "a.png"
+    (tmp_path / "data" / "benchmark").mkdir(parents=True)
+    (tmp_path / "data" / "benchmark" / "SHA256SUMS").write_text("")
+    for path in (user, dataset):
+        _truncated_png(path)
+        if kind == "empty":
+            path.write_bytes(b"")
+    with pytest.raises(DataError) as mine:
+        read_image(user)
+    with pytest.raises(DataError) as fetched:
+        read_image(dataset)
+    assert str(user) in str(mine.value) and "re-export" in str(mine.value)
+    assert "fetch" not in str(mine.value)
+    assert "fetch or copy it again" in str(fetched.value) and "re-export" not in str(fetched.value)
+
+
+def test_high_bit_depth_is_read_from_the_header(tmp_path: Path) -> None:
+    _png16(tmp_path / "c16.png", np.full((4, 5, 3), 1000, dtype=np.uint16))
+    Image.fromarray(np.full((4, 5), 1000, dtype=np.uint16)).save(tmp_path / "g16.png")
+    Image.fromarray(np.zeros((4, 5, 3), dtype=np.uint8)).save(tmp_path / "c8.png")
+    Image.fromarray(np.zeros((4, 5), dtype=np.uint8)).save(tmp_path / "g8.jpg")
+    assert images.high_bit_depth(tmp_path / "c16.png")
+    assert images.high_bit_depth(tmp_path / "g16.png")
+    assert not images.high_bit_depth(tmp_path / "c8.png")
+    assert not images.high_bit_depth(tmp_path / "g8.jpg")
+    assert not images.high_bit_depth(tmp_path / "missing.png")
+
+
+_READ_CHILD = PEAK_RSS + """
+import json, sys
+import numpy as np
+from PIL import Image
+from ablation.images import read_image_with_alpha
+tiny = sys.argv[2]
+Image.fromarray(np.zeros((8, 8), np.uint16)).save(tiny)
+read_image_with_alpha(tiny)  # imports and decoder set-up, not the big image
+reset_peak()
+before = peak_mb()
+arr, _, _ = read_image_with_alpha(sys.argv[1])
+print(json.dumps({"delta_mb": peak_mb() - before, "values": arr.size, "dtype": str(arr.dtype)}))
+"""
+
+
+@pytest.mark.parametrize("channels,side", [(1, 2400), (3, 1200)])
+def test_reading_a_16bit_image_peaks_at_a_few_bytes_per_value(tmp_path: Path, channels: int,
+                                                             side: int) -> None:
+    """16 -> 8 bits without a whole-image float64 copy: the read's peak grows by the decoded
+    16-bit image plus its uint8 copy (measured 6.8 / 10.7 bytes per value gray / RGB), not by
+    several float64 temporaries of the whole image (22 / 25 bytes per value before #15)."""
+    y, x = np.mgrid[0:side, 0:side].astype(np.uint32)
+    ramp = ((x * 97 + y * 31) % 65536).astype(np.uint16)
+    _png16(tmp_path / "big.png", np.repeat(ramp[:, :, None], channels, axis=2))
+    del y, x, ramp
+    proc = subprocess.run([sys.executable, "-c", _READ_CHILD, str(tmp_path / "big.png"),
+                           str(tmp_path / "tiny.png")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info["values"] == side * side * channels and info["dtype"] == "uint8"
+    values_mb = info["values"] / 2**20
+    assert info["delta_mb"] < 12 * values_mb + 16, info
