@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from fake_runs import fake_run
+from fault_helpers import PEAK_RSS
 from PIL import Image, ImageCms
 
 from ablation import upscale
@@ -259,8 +260,8 @@ def test_add_parser_sets_func():
 
 # --------------------------------------------------------------------------- memory
 
-_CHILD = textwrap.dedent("""
-    import json, resource, sys
+_CHILD = PEAK_RSS + textwrap.dedent("""
+    import json, sys
     import numpy as np
     from pathlib import Path
     from PIL import Image
@@ -271,11 +272,11 @@ _CHILD = textwrap.dedent("""
     warm = Path(out).parent / "warm.png"
     Image.fromarray(np.zeros((40, 40), np.uint8)).save(warm)
     upscale.upscale_files([warm], 2, checkpoint=ckpt, out_dir=out, progress=False)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset_peak()
+    before = peak_mb()
     rec = upscale.upscale_files([big], 2, checkpoint=ckpt, out_dir=out, tile=256,
                                 progress=False)[0]
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"delta_mb": (after - before) / 1024, "error": rec.error,
+    print(json.dumps({"delta_mb": peak_mb() - before, "error": rec.error,
                       "size": rec.out_size}))
 """)
 
