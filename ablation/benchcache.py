@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import torch
 
 from ablation import data, paths
 from ablation.cache import buffer_digest, files_key
-from ablation.config import BENCHMARKS
+from ablation.config import BENCHMARKS, canonical_set
 from ablation.degradation import bicubic_down, modcrop, quantize
 from ablation.errors import DataError
 from ablation.fs import exclusive_lock, swap_in
@@ -77,14 +78,16 @@ class BenchmarkSet:
 
 def set_label(set_name: str) -> str:
     """A named set keeps its name; a folder of images is labelled by the folder's name."""
+    set_name = canonical_set(set_name)
     return set_name if set_name in BENCHMARKS else Path(set_name).name
 
 
-def load_benchmark(set_name: str, scale: int, data_dir=None,
-                   use_official_lr: bool = True) -> BenchmarkSet:
+def load_benchmark(set_name: str, scale: int, data_dir=None, use_official_lr: bool = True,
+                   on_image: Callable[[int, int], None] | None = None) -> BenchmarkSet:
     """The cached inputs of ``set_name`` (a benchmark name or a folder of images) at ``scale``.
 
-    Builds the cache on first use (once per data dir, set and scale), reuses it afterwards.
+    Builds the cache on first use (once per data dir, set and scale), reuses it afterwards;
+    a build calls ``on_image(done, total)`` after each image (minutes for Urban100: progress).
     """
     files = data.benchmark_hr_files(set_name, data_dir)
     label = set_label(set_name)
@@ -99,7 +102,7 @@ def load_benchmark(set_name: str, scale: int, data_dir=None,
         found = _try_load(folder, label, scale)  # another process may have built it meanwhile
         if found is not None:
             return found
-        bench = _build(files, label, scale, use_official_lr)
+        bench = _build(files, label, scale, use_official_lr, on_image)
         _write(bench, folder)
         for old in root.glob(f"bench-{_safe(label)}-x{scale}-*"):  # stale caches of this set
             if old != folder:
@@ -146,9 +149,12 @@ def check_size(hr_img: torch.Tensor, scale: int, path: Path) -> None:
                         f"least {min_side(scale)} px per side); remove it from the set")
 
 
-def _build(files: list[Path], label: str, scale: int, use_official_lr: bool) -> BenchmarkSet:
+def _build(files: list[Path], label: str, scale: int, use_official_lr: bool,
+           on_image: Callable[[int, int], None] | None = None) -> BenchmarkSet:
     lr_parts, y_parts, shapes = [], [], []
-    for f in files:
+    for i, f in enumerate(files):
+        if on_image is not None:
+            on_image(i, len(files))
         hr = to_tensor(read_image(f))  # (1, C, H, W) float64
         check_size(hr, scale, f)
         hr = modcrop(hr, scale)
@@ -157,6 +163,8 @@ def _build(files: list[Path], label: str, scale: int, use_official_lr: bool) -> 
         lr_parts.append(np.ascontiguousarray(lr_u8).reshape(-1))
         y_parts.append(y_float32(hr)[0, 0].numpy().reshape(-1))
         shapes.append(lr_u8.shape)
+    if on_image is not None:
+        on_image(len(files), len(files))
     lr_buf = np.concatenate(lr_parts)
     y_buf = np.concatenate(y_parts).astype(np.float32)
     return BenchmarkSet(label, scale, [f.stem for f in files], lr_buf, y_buf,

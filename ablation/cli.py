@@ -14,8 +14,21 @@ from dataclasses import fields
 from pathlib import Path
 
 from ablation import publish, sweep, upscale
-from ablation.command import Parser, int_list, run, str_list
+from ablation.command import (
+    DATA_DIR_HELP,
+    DEVICE_HELP,
+    RESULTS_HELP,
+    Parser,
+    add_progress_option,
+    int_list,
+    package_version,
+    progress_wanted,
+    run,
+    set_list,
+    str_list,
+)
 from ablation.config import BENCHMARKS, PROFILE_NAMES, SCALES, TrainConfig
+from ablation.errors import MissingModelError
 from ablation.tasks import TASK_RANGE
 
 # modules with add_parser(subparsers); publish registers `ablation book` (ablation.book's
@@ -44,12 +57,17 @@ def cmd_data_fetch(args) -> int:
 
 
 def _model_for_eval(name: str, scale: int, args):
-    from ablation.checkpoint import load_model
+    """The model ``--model`` names at ``scale`` and its label; MissingModelError when it has
+    none at that scale (a checkpoint trained at another one, no finished run)."""
+    from ablation.checkpoint import load_model, read_checkpoint
     from ablation.evaluate import Bicubic
 
     if name == "bicubic":
         return Bicubic(scale), "bicubic"
     if name.endswith(".pt") or Path(name).exists():
+        stored = read_checkpoint(name).get("scale")
+        if stored != scale:
+            raise MissingModelError(f"{name}: checkpoint is for x{stored}, not x{scale}")
         model, state = load_model(name, expect_scale=scale)
         return model, Path(name).stem
     from ablation.results import resolve_model
@@ -77,17 +95,26 @@ def cmd_eval(args) -> int:
     if args.tile < 0:
         raise ConfigError(f"--tile must be >= 0 (0: whole image), got {args.tile}")
     device = resolve_device(args.device)
-    frames = []
-    for scale in args.scales:
-        model, label = _model_for_eval(args.model, scale, args)
+    frames, skipped = [], []
+    for scale in dict.fromkeys(args.scales):
+        try:
+            model, label = _model_for_eval(args.model, scale, args)
+        except MissingModelError as exc:
+            skipped.append(f"x{scale}")
+            print(f"note: skipped x{scale}: {exc}", file=sys.stderr)
+            continue
         if hasattr(model, "to") and args.model != "bicubic":
             model = model.to(device)
         if args.tile or args.self_ensemble:
             model = Enhanced(model, tile=args.tile or None, self_ensemble=args.self_ensemble,
                              device=device)
         per_image = evaluate(model, args.sets, scale, label, args.data_dir, device=device,
-                             save_dir=args.save_dir, progress=sys.stderr.isatty())
+                             save_dir=args.save_dir, progress=progress_wanted(args))
         frames.append(summarize(per_image))
+    if not frames:
+        raise MissingModelError(f"--scales {','.join(map(str, args.scales))}: {args.model} has "
+                                f"no model at any of them ({', '.join(skipped)} skipped, see "
+                                "above); evaluate a scale it was trained at")
     table = pd.concat(frames, ignore_index=True)
     pivot = table.pivot_table(index=["model", "scale"], columns="set", values="psnr",
                               sort=False)
@@ -187,51 +214,68 @@ def _float_list(text: str) -> tuple[float, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="ablation", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="fetch datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
     f = dsub.add_parser("fetch", help="download (or copy from a mirror) and verify a dataset")
     f.add_argument("name", help="benchmark, div2k, t91, bsds200, 291")
-    f.add_argument("--data-dir", default=None, help="default: $ABLATION_DATA or ./data")
+    f.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     f.add_argument("--mirror", default=None,
-                   help="local folder laid out like shared/datasets (or $ABLATION_MIRROR)")
+                   help="local folder laid out like shared/datasets (default: $ABLATION_MIRROR, "
+                        "else download from the official URLs)")
     f.add_argument("--lr-scales", type=int_list, default=None,
-                   help="DIV2K: also fetch the official LR bicubic files for these scales")
+                   help="DIV2K: also fetch the official LR bicubic files for these scales "
+                        "(default: none)")
     f.set_defaults(func=cmd_data_fetch)
 
     e = sub.add_parser("eval", help="score a model on benchmark sets (PSNR/SSIM on Y)")
     e.add_argument("--model", default="bicubic",
-                   help="bicubic, TASK/VARIANT (e.g. task4/baseline) or a checkpoint .pt")
-    e.add_argument("--sets", type=str_list, default=list(BENCHMARKS),
-                   help="benchmark names or folders of HR images")
-    e.add_argument("--scales", type=int_list, default=list(SCALES))
-    e.add_argument("--data-dir", default=None)
-    e.add_argument("--results", default=None, help="results folder for TASK/VARIANT models")
-    e.add_argument("--profile", default="cpu")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--tile", type=int, default=0, help="tiled inference (LR tile size)")
+                   help="bicubic, TASK/VARIANT (e.g. task4/baseline) or a checkpoint .pt "
+                        "(default bicubic)")
+    e.add_argument("--sets", type=set_list, default=list(BENCHMARKS),
+                   help="benchmark names (any case) or folders of HR images, comma-separated "
+                        f"(default {','.join(BENCHMARKS)})")
+    e.add_argument("--scales", type=int_list, default=list(SCALES),
+                   help="comma-separated; scales without a model are skipped with a note "
+                        f"(default {','.join(map(str, SCALES))})")
+    e.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
+    e.add_argument("--results", default=None,
+                   help="for TASK/VARIANT models: " + RESULTS_HELP)
+    e.add_argument("--profile", default="cpu",
+                   help=f"results profile of TASK/VARIANT models: {' | '.join(PROFILE_NAMES)} "
+                        "(default cpu)")
+    e.add_argument("--device", default="auto", help=DEVICE_HELP)
+    e.add_argument("--tile", type=int, default=0,
+                   help="tiled inference: LR tile size, 0 = whole image (default 0)")
     e.add_argument("--self-ensemble", action="store_true", help="x8 flip/transpose ensemble")
-    e.add_argument("--save-dir", default=None, help="also write SR images here")
-    e.add_argument("--json", default=None, help="write records to this JSON file")
+    e.add_argument("--save-dir", default=None,
+                   help="also write SR images here (default: none written)")
+    e.add_argument("--json", default=None,
+                   help="write records to this JSON file (default: none written)")
+    add_progress_option(e)
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("tasks", help="list every variant with params, FLOPs and CPU latency")
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--json", action="store_true", help="print JSON records instead of a table")
     t.add_argument("--no-latency", action="store_true", help="skip the CPU latency column")
     t.set_defaults(func=cmd_tasks)
 
     tr = sub.add_parser("train", help="train and evaluate one variant (reuses finished runs)")
     tr.add_argument("--task", type=int, required=True,
-                    help=f"{TASK_RANGE}, or 0 for reference models")
-    tr.add_argument("--variant", required=True)
-    tr.add_argument("--scale", type=int, default=2)
-    tr.add_argument("--profile", default="cpu", help=" | ".join(PROFILE_NAMES))
-    tr.add_argument("--seed", type=int, default=0)
+                    help=f"{TASK_RANGE}, or 0 for reference models (required)")
+    tr.add_argument("--variant", required=True,
+                    help="a variant of the task, as `ablation tasks` lists (required)")
+    tr.add_argument("--scale", type=int, default=2,
+                    help=f"{' | '.join(map(str, SCALES))} (default 2)")
+    tr.add_argument("--profile", default="cpu",
+                    help=f"{' | '.join(PROFILE_NAMES)} (default cpu)")
+    tr.add_argument("--seed", type=int, default=0, help="(default 0)")
     add_config_options(tr)
     tr.add_argument("--retrain", action="store_true", help="ignore a finished run")
-    tr.add_argument("--results", default=None)
-    tr.add_argument("--data-dir", default=None)
+    tr.add_argument("--results", default=None, help=RESULTS_HELP)
+    tr.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     tr.set_defaults(func=cmd_train)
 
     for module in SUBCOMMANDS:

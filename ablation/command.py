@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ablation.config import canonical_set
 from ablation.errors import AblationError
 
 
@@ -28,6 +29,42 @@ def int_list(text: str) -> list[int]:
 def str_list(text: str) -> list[str]:
     """argparse type: 'Set5, Set14' -> ['Set5', 'Set14']."""
     return [x.strip() for x in str(text).split(",") if x.strip()]
+
+
+# Help texts of the options several commands share (their defaults live in ablation.paths).
+DATA_DIR_HELP = "data folder (default: $ABLATION_DATA, else the project's data/)"
+RESULTS_HELP = "results folder (default: $ABLATION_RESULTS, else the project's results/)"
+DEVICE_HELP = "auto (cuda if available, else cpu), cpu, cuda or cuda:N (default auto)"
+
+
+def package_version() -> str:
+    """The installed package's version (its metadata, from pyproject.toml), or the source
+    tree's ``ablation.__version__`` when the package is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sr-ablation")
+    except PackageNotFoundError:
+        from ablation import __version__
+
+        return __version__
+
+
+def add_progress_option(parser: argparse.ArgumentParser, *aliases: str) -> None:
+    """``--no-progress`` (plus ``aliases``): bars go to stderr, and only when it is a terminal
+    (a log file or a pipe gets no carriage-return noise)."""
+    parser.add_argument("--no-progress", *aliases, dest="no_progress", action="store_true",
+                        help="no progress bars (default: bars on stderr when it is a terminal)")
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    """Whether a command shows progress bars: stderr is a terminal and no ``--no-progress``."""
+    return sys.stderr.isatty() and not getattr(args, "no_progress", False)
+
+
+def set_list(text: str) -> list[str]:
+    """argparse type for set names: 'set5, b100' -> ['Set5', 'B100'] (folders unchanged)."""
+    return [canonical_set(x) for x in str_list(text)]
 
 
 class Parser(argparse.ArgumentParser):

@@ -19,6 +19,16 @@ SCALES = (2, 3, 4)  # the upscaling factors every net, task and command supports
 BENCHMARKS = ("Set5", "Set14", "B100", "Urban100")  # the benchmark sets, in table order
 
 
+def canonical_set(name: str) -> str:
+    """A benchmark name in any case ('set5', 'b100', 'URBAN100') -> its spelling in
+    :data:`BENCHMARKS`; anything else (a folder of images) unchanged. A folder that is spelt
+    like a benchmark is given with its path (``./set5``)."""
+    for bench in BENCHMARKS:
+        if isinstance(name, str) and name.lower() == bench.lower():
+            return bench
+    return name
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run apart from the architecture and the scale."""
@@ -121,8 +131,10 @@ def budget_multiplier(profile: str) -> int:
 
 def _coerce(name: str, value):
     """Papermill and the CLI pass plain values: lists become tuples, '1,2' strings split."""
-    if name in ("eval_sets",) and isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if name == "eval_sets":
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(canonical_set(v.strip() if isinstance(v, str) else v) for v in items
+                     if not isinstance(v, str) or v.strip())
     if name == "adam_betas" and isinstance(value, list):
         return tuple(value)
     if isinstance(value, list):

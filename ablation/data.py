@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablation import paths
-from ablation.config import BENCHMARKS
+from ablation.config import BENCHMARKS, canonical_set
 from ablation.errors import DataError
 from ablation.fs import atomic_write_text
 from ablation.images import IMAGE_SUFFIXES, list_images
@@ -243,8 +243,9 @@ def fix_command(name: str) -> str:
 def benchmark_hr_files(set_name_or_path: str, data_dir: PathLike = None) -> list[Path]:
     """HR images of a benchmark set, or of any folder of images (a user's own test set).
 
-    A named set is checked against the benchmark manifest first, so a partly deleted set fails
-    loudly instead of being scored on fewer images."""
+    A named set (any case: 'set5' is Set5) is checked against the benchmark manifest first, so
+    a partly deleted set fails loudly instead of being scored on fewer images."""
+    set_name_or_path = canonical_set(set_name_or_path)
     if set_name_or_path in BENCHMARKS:
         root = paths.data_dir(data_dir) / "benchmark"
         files = verify_folder(root, fix_command("benchmark"))

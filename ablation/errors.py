@@ -36,6 +36,11 @@ class ConfigError(AblationError, ValueError):
     """Bad parameters: unknown task, variant, scale or profile; the message lists valid values."""
 
 
+class MissingModelError(ConfigError):
+    """No trained model (or checkpoint) at the scale asked for: a command over several scales
+    skips that scale and says so; over one scale it fails."""
+
+
 def check_choice(name: str, value, valid) -> None:
     """Raise ConfigError listing the valid values when ``value`` is not one of them."""
     valid = list(valid)

@@ -117,9 +117,20 @@ def evaluate(
 def _evaluate_set(net: _Inference, set_name: str, scale: int, model_name: str, data_dir,
                   dev: torch.device, save_dir, use_official_lr: bool, progress: bool,
                   budget: int, rows: list) -> None:
-    """Score one set into ``rows`` (see :func:`evaluate`)."""
-    bench = load_benchmark(set_name, scale, data_dir, use_official_lr)
-    bar = _progress_bar(len(bench), f"{model_name} {bench.label} x{scale}", progress)
+    """Score one set into ``rows`` (see :func:`evaluate`), with one progress bar: first over
+    the set's inputs when their cache is built (the first run at a scale), then its images."""
+    desc = f"{model_name} {set_label(set_name)} x{scale}"
+    bar = _progress_bar(None, desc, progress)
+
+    def preparing(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.set_description_str(f"{desc} (preparing inputs)", refresh=False)
+            bar.reset(total=total)
+        bar.update(done - bar.n)
+
+    bench = load_benchmark(set_name, scale, data_dir, use_official_lr, on_image=preparing)
+    bar.set_description_str(desc, refresh=False)
+    bar.reset(total=len(bench))
     for batch in _batches(bench, budget if net.batchable else 0):
         lr = torch.from_numpy(np.stack([bench.lr(i) for i in batch])).to(dev)
         lr = lr.permute(0, 3, 1, 2)  # (B, C, h, w) uint8
@@ -199,10 +210,11 @@ def _batches(bench: BenchmarkSet, budget: int) -> Iterator[list[int]]:
             yield idx[k:k + per_batch]
 
 
-def _progress_bar(total: int, desc: str, enabled: bool):
+def _progress_bar(total: int | None, desc: str, enabled: bool):
+    """A bar on stderr that stays when done: one line per set, so a user sees what finished."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, mininterval=1.0, disable=not enabled)
+    return tqdm(total=total, desc=desc, unit="img", mininterval=1.0, disable=not enabled)
 
 
 def evaluate_float64(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablation import paths
-from ablation.errors import ConfigError
+from ablation.errors import ConfigError, MissingModelError
 
 
 def run_dir(profile: str, task: int, variant: str, scale: int, seed: int = 0,
@@ -209,16 +209,41 @@ def resolve_model(name: str, scale: int, profile: str = "cpu", seed: int = 0,
         raise ConfigError(f"model {name!r} is computed, not trained; use --model {variant}")
     path = run_dir(profile, number, variant, scale, seed, results_dir) / "model.pt"
     if not path.exists() and check_run(path.parent).metrics is not None:
-        raise ConfigError(f"{path}: not kept (the repository keeps the checkpoints of seed(s) "
-                          f"{', '.join(map(str, CHECKPOINT_SEEDS))} only); to get it, delete "
-                          f"{path.parent / 'metrics.json'} and run `ablation train --task "
-                          f"{number} --variant {variant} --scale {scale} --seed {seed} "
-                          f"--profile {profile}`")
+        raise MissingModelError(
+            f"{path}: not kept (the repository keeps the checkpoints of seed(s) "
+            f"{', '.join(map(str, CHECKPOINT_SEEDS))} only); to get it, delete "
+            f"{path.parent / 'metrics.json'} and run `ablation train --task {number} "
+            f"--variant {variant} --scale {scale} --seed {seed} --profile {profile}`")
     if not path.exists():
-        raise ConfigError(f"{path}: no trained checkpoint for {name} at x{scale} ({profile}); "
-                          f"run `ablation train --task {number} --variant {variant} "
+        raise MissingModelError(f"{path.resolve()}: no trained checkpoint for {name} at x{scale} "
+                          f"({profile}); {models_hint(scale, profile, results_dir)}, or run "
+                          f"`ablation train --task {number} --variant {variant} "
                           f"--scale {scale} --profile {profile}`")
     return path
+
+
+def trained_models(scale: int, profile: str = "cpu", results_dir=None) -> list[str]:
+    """'taskN/variant' (or 'reference/variant') of every checkpoint at ``scale`` under
+    ``results/<profile>``, sorted; what ``--model`` accepts. Looks at files only (cheap)."""
+    root = paths.results_dir(results_dir) / profile
+    names = set()
+    for ckpt in root.glob(f"task[0-9][0-9]/*/x{scale}/seed*/model.pt"):
+        number = int(ckpt.parents[3].name.removeprefix("task"))
+        names.add(f"{'reference' if number == 0 else f'task{number}'}/{ckpt.parents[2].name}")
+    return sorted(names, key=lambda n: (n.startswith("task"), len(n.split("/")[0]), n))
+
+
+def models_hint(scale: int, profile: str = "cpu", results_dir=None) -> str:
+    """Half a sentence for a missing model: the models that do exist at ``scale`` in the
+    results folder (resolved, so a command run outside the repository shows where it looked)
+    and how to point at another folder."""
+    root = paths.results_dir(results_dir).resolve()
+    found = trained_models(scale, profile, results_dir)
+    shown = ", ".join(found[:8]) + (f" (+{len(found) - 8} more)" if len(found) > 8 else "")
+    have = (f"models at x{scale} in {root / profile}: {shown}" if found
+            else f"no models at x{scale} in {root / profile}")
+    return (f"{have}; point --results (or $ABLATION_RESULTS) at the results folder of a "
+            f"checkout of the project")
 
 
 def best_model(scale: int, profile: str = "cpu", results_dir=None,

@@ -479,11 +479,13 @@ def add_arguments(p) -> None:
                    help="list the selection's runs: done, running, queued, failed, to run")
     p.add_argument("--no-wait", action="store_true",
                    help="slurm: return after submitting; rerun the sweep to pick up results")
-    p.add_argument("--slurm-partition", default=None, help="slurm: partition to submit to")
-    p.add_argument("--slurm-account", default=None, help="slurm: account to charge")
+    p.add_argument("--slurm-partition", default=None,
+                   help="slurm: partition to submit to (default: the cluster's default)")
+    p.add_argument("--slurm-account", default=None,
+                   help="slurm: account to charge (default: your default account)")
     p.add_argument("--slurm-opt", type=_slurm_opt, action="append", default=[],
                    metavar="KEY=VALUE", help="slurm: any other sbatch option, e.g. qos=high "
-                                             "(repeatable)")
+                                             "(repeatable; default: none)")
     p.add_argument("--slurm-poll", type=float, default=15.0, metavar="SECONDS",
                    help="slurm: seconds between looks at the queue (default 15)")
 

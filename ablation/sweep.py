@@ -42,7 +42,7 @@ from ablation.book import (
     source_notebook,
     task_pages,
 )
-from ablation.command import int_list, subcommand_main
+from ablation.command import DATA_DIR_HELP, DEVICE_HELP, RESULTS_HELP, int_list, subcommand_main
 from ablation.config import LADDER as LADDER_BUDGETS
 from ablation.config import PROFILE_NAMES, SCALES
 from ablation.errors import AblationError, ConfigError, check_choice
@@ -447,12 +447,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"{' | '.join(PROFILE_NAMES)} (default cpu)")
     p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated (default 0)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="notebooks in parallel (one GPU each when there are several)")
+                   help="notebooks in parallel (one GPU each when there are several; "
+                        "default 1)")
     p.add_argument("--dry-run", action="store_true", help="list what would run, run nothing")
-    p.add_argument("--results", default=None, help="results folder (default ./results)")
-    p.add_argument("--data-dir", default=None, help="data folder (default ./data)")
+    p.add_argument("--results", default=None, help=RESULTS_HELP)
+    p.add_argument("--data-dir", default=None, help=DATA_DIR_HELP)
     p.add_argument("--book-dir", default="book", help="where executed pages go (default book)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--iterations", type=int, default=None,
                    help="override the profile's iterations (default: the profile's)")
     p.add_argument("--notebooks", default=None,

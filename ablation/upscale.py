@@ -22,6 +22,7 @@ import argparse
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +34,26 @@ from tqdm import tqdm
 
 from ablation import paths, results
 from ablation.checkpoint import load_model
-from ablation.command import subcommand_main
+from ablation.command import (
+    DEVICE_HELP,
+    RESULTS_HELP,
+    add_progress_option,
+    progress_wanted,
+    subcommand_main,
+)
 from ablation.config import PROFILE_NAMES, SCALES
 from ablation.degradation import quantize
 from ablation.device import resolve_device
-from ablation.errors import AblationError, ConfigError, DataError
+from ablation.errors import AblationError, ConfigError, DataError, MissingModelError
 from ablation.evaluate import Bicubic
-from ablation.images import IMAGE_SUFFIXES, list_images, read_image_with_alpha, save_png
-from ablation.inference import iter_sr_tiles
+from ablation.images import (
+    IMAGE_SUFFIXES,
+    high_bit_depth,
+    list_images,
+    read_image_with_alpha,
+    save_png,
+)
+from ablation.inference import iter_sr_tiles, tile_grid
 
 DEFAULT_TILE = 512
 DEFAULT_OUT = "upscaled"
@@ -60,6 +73,7 @@ class UpscaleRecord:
     has_alpha: bool = False
     seconds: float = 0.0
     error: str | None = None
+    note: str | None = None  # one line the user should know (a 16-bit input written as 8-bit)
     usage: bool = False  # the INPUT argument itself was wrong (missing, not an image type)
 
     @property
@@ -105,11 +119,12 @@ def load_upscaler(scale: int, model: str | None = None, checkpoint: str | Path |
     if model in (None, "", "best"):
         path = results.best_model(scale, profile, results_dir)
         if path is None:
-            root = paths.results_dir(results_dir) / profile
-            raise ConfigError(
-                f"{root}: no trained model at x{scale} ({profile} profile); train one with "
-                f"`ablation train --task 4 --scale {scale} --profile {profile}`, or pass "
-                "--checkpoint PATH (or --model bicubic)")
+            root = paths.results_dir(results_dir).resolve() / profile
+            raise MissingModelError(
+                f"{root}: no trained checkpoint at x{scale} ({profile} profile) to pick the "
+                f"best of; {results.models_hint(scale, profile, results_dir)}, train one with "
+                f"`ablation train --task 4 --variant baseline --scale {scale} --profile "
+                f"{profile}`, or pass --checkpoint PATH (or --model bicubic)")
         net, _ = load_model(path, expect_scale=scale)
         return net, _label_from_run(path)
     try:
@@ -168,23 +183,38 @@ def output_names(files: Sequence[Path], scale: int, label: str) -> list[str]:
 
 def upscale_array(model, arr: np.ndarray, tile: int | None = DEFAULT_TILE,
                   overlap: int | None = None, self_ensemble: bool = False,
-                  device: str | torch.device = "cpu") -> np.ndarray:
+                  device: str | torch.device = "cpu",
+                  on_tile: Callable[[], None] | None = None) -> np.ndarray:
     """uint8 ``(H, W, C)`` -> uint8 ``(s*H, s*W, C)``, rounded tile by tile.
 
     The input is viewed as a ``(1, C, H, W)`` uint8 tensor (no float copy of the whole image)
     and each SR tile is rounded straight into the uint8 output: peak memory is the two uint8
-    images plus one tile's activations.
+    images plus one tile's activations. ``on_tile`` is called after each tile (progress).
     """
     s = int(model.scale)
     h, w, c = arr.shape
-    if not arr.flags.writeable or not arr.flags.c_contiguous:  # PIL's arrays are read-only
-        arr = np.array(arr, copy=True, order="C")
-    lr = torch.from_numpy(arr).permute(2, 0, 1)[None]
+    arr = np.ascontiguousarray(arr)
+    with warnings.catch_warnings():  # PIL's arrays are read-only; the tensor is only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        lr = torch.from_numpy(arr).permute(2, 0, 1)[None]
     out = np.empty((h * s, w * s, c), dtype=np.uint8)
     for y, x, sr in iter_sr_tiles(model, lr, tile, overlap, self_ensemble, device):
         block = quantize(sr[0]).to("cpu", torch.uint8).permute(1, 2, 0).numpy()
         out[y:y + block.shape[0], x:x + block.shape[1]] = block
+        if on_tile is not None:
+            on_tile()
     return out
+
+
+def count_tiles(path: Path, tile: int | None) -> int:
+    """How many tiles :func:`upscale_array` runs for the image at ``path`` (header only; 0 if
+    unreadable: the read reports it). EXIF rotation swaps the sides, not the count."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except Exception:  # reported by the read itself, with advice
+        return 0
+    return len(tile_grid(h, w, tile))
 
 
 def _icc_for(icc: bytes | None, channels: int) -> bytes | None:
@@ -246,12 +276,13 @@ def compare_image(bicubic: np.ndarray, sr: np.ndarray, label: str,
 
 def upscale_file(path: Path, stem: str, model, label: str, out_dir: Path,
                  tile: int | None = DEFAULT_TILE, self_ensemble: bool = False,
-                 device: str | torch.device = "cpu", compare: bool = False) -> UpscaleRecord:
+                 device: str | torch.device = "cpu", compare: bool = False,
+                 on_tile: Callable[[], None] | None = None) -> UpscaleRecord:
     """Read, super-resolve, write one image (and its compare image); errors propagate."""
     t0 = time.perf_counter()
     arr, alpha, icc = read_image_with_alpha(path)
     s = int(model.scale)
-    sr = upscale_array(model, arr, tile, None, self_ensemble, device)
+    sr = upscale_array(model, arr, tile, None, self_ensemble, device, on_tile)
     bicubic = Bicubic(s)
     alpha_up = None
     if alpha is not None:
@@ -262,6 +293,9 @@ def upscale_file(path: Path, stem: str, model, label: str, out_dir: Path,
     rec = UpscaleRecord(input=path, output=out, in_size=(arr.shape[1], arr.shape[0]),
                         out_size=(sr.shape[1], sr.shape[0]), channels=arr.shape[2],
                         has_alpha=alpha is not None)
+    if high_bit_depth(path):
+        rec.note = (f"{path}: 16-bit image written as 8-bit PNG {out.name} (values rounded to "
+                    "8 bits: the nets work on 8-bit images)")
     del alpha_up
     if compare:
         base = sr if label == "bicubic" else upscale_array(bicubic, arr, tile, None, False, "cpu")
@@ -286,7 +320,8 @@ def upscale_files(inputs: str | Path | Iterable[str | Path], scale: int = 2,
                   out_dir: str | Path = DEFAULT_OUT, tile: int | None = DEFAULT_TILE,
                   self_ensemble: bool = False, device: str = "auto", compare: bool = False,
                   profile: str = "cpu", results_dir=None, progress: bool = True,
-                  on_error: Callable[[str], None] | None = None) -> list[UpscaleRecord]:
+                  on_error: Callable[[str], None] | None = None,
+                  on_note: Callable[[str], None] | None = None) -> list[UpscaleRecord]:
     """Upscale every image in ``inputs`` (files and/or folders); one record per input.
 
     Args:
@@ -294,6 +329,9 @@ def upscale_files(inputs: str | Path | Iterable[str | Path], scale: int = 2,
         checkpoint: a ``model.pt`` file (its scale must equal ``scale``); overrides ``model``.
         tile: LR tile size (0 / None: whole image); images up to ``tile`` run in one piece.
         on_error: called with each failed file's one-line message as it happens.
+        on_note: called with each written file's one-line note (a 16-bit input written as
+            8-bit), as it happens.
+        progress: a bar over the tiles of all images (a large image moves it too).
 
     Raises AblationError only for problems with the whole batch (no model, bad device);
     per-file problems are in the records (``record.error``) and the other files still run.
@@ -310,16 +348,24 @@ def upscale_files(inputs: str | Path | Iterable[str | Path], scale: int = 2,
             on_error(rec.error)
     out_dir = Path(out_dir)
     stems = output_names(files, scale, label)
-    bar = tqdm(list(zip(files, stems, strict=True)), desc=f"upscale x{scale} {label}",
-               unit="img", mininterval=1.0, disable=not progress)
-    for path, stem in bar:
-        try:
-            rec = upscale_file(path, stem, net, label, out_dir, tile, self_ensemble, dev, compare)
-        except Exception as exc:  # one bad file must not stop the batch
-            rec = UpscaleRecord(input=path, error=_one_line(path, exc))
-            if on_error:
-                on_error(rec.error)
-        records.append(rec)
+    tiles = [count_tiles(f, tile) for f in files]
+    bar = tqdm(total=sum(tiles), desc=f"upscale x{scale} {label}", unit="tile",
+               mininterval=1.0, disable=not progress)
+    with bar:
+        for path, stem, n_tiles in zip(files, stems, tiles, strict=True):
+            bar.set_postfix_str(path.name, refresh=False)
+            start = bar.n
+            try:
+                rec = upscale_file(path, stem, net, label, out_dir, tile, self_ensemble, dev,
+                                   compare, on_tile=bar.update)
+            except Exception as exc:  # one bad file must not stop the batch
+                rec = UpscaleRecord(input=path, error=_one_line(path, exc))
+                if on_error:
+                    on_error(rec.error)
+            bar.update(start + n_tiles - bar.n)  # a failed file's tiles count as done
+            if rec.note and on_note:
+                on_note(rec.note)
+            records.append(rec)
     return records
 
 
@@ -352,20 +398,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, choices=SCALES, default=2, help="factor (default 2)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--model", default=None,
-                     help="TASK/VARIANT (e.g. task4/baseline), 'best' (default) or 'bicubic'")
-    who.add_argument("--checkpoint", default=None, help="a model.pt file to use instead")
+                     help="TASK/VARIANT (e.g. task4/baseline), 'best' or 'bicubic' (default: "
+                          "best, the finished run with the highest Set5 PSNR at --scale)")
+    who.add_argument("--checkpoint", default=None,
+                     help="a model.pt file to use instead of --model (default: none)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"LR tile size for large images, 0 = whole image (default {DEFAULT_TILE})")
     p.add_argument("--self-ensemble", action="store_true",
                    help="average the 8 flips/transposes (8x slower, ~+0.1 dB)")
-    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda[:N]")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--compare", action="store_true",
                    help="also write <name>_compare.png: bicubic | model with a zoomed centre")
     p.add_argument("--profile", default="cpu", choices=PROFILE_NAMES,
                    help="which results profile to take trained models from (default cpu)")
-    p.add_argument("--results", default=None, help="results folder (default ./results)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--results", default=None, help=RESULTS_HELP)
+    add_progress_option(p, "--quiet")
     p.set_defaults(func=run)
     return p
 
@@ -380,11 +428,15 @@ def run(args: argparse.Namespace) -> int:
     def report(message: str) -> None:
         tqdm.write(f"error: {message}", file=sys.stderr)
 
+    def note(message: str) -> None:
+        tqdm.write(f"note: {message}", file=sys.stderr)
+
     records = upscale_files(
         args.inputs, args.scale, model=args.model, checkpoint=args.checkpoint,
         out_dir=args.out, tile=args.tile or None, self_ensemble=args.self_ensemble,
         device=args.device, compare=args.compare, profile=args.profile,
-        results_dir=args.results, progress=not getattr(args, "quiet", False), on_error=report)
+        results_dir=args.results, progress=progress_wanted(args), on_error=report,
+        on_note=note)
     print(summary(records, args.out))
     if any(r.usage for r in records):
         return 2

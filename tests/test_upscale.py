@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 from fake_runs import fake_run
-from fault_helpers import PEAK_RSS
+from fault_helpers import PEAK_RSS, REPO
 from PIL import Image, ImageCms
 
 from ablation import upscale
-from ablation.checkpoint import save_checkpoint
+from ablation.checkpoint import load_model, save_checkpoint
 from ablation.degradation import bicubic_up, quantize
 from ablation.models import ModelSpec, build_model
 from ablation.tasks import BASELINE, SRCNN3
@@ -298,3 +298,84 @@ def test_large_image_runs_in_bounded_memory(tmp_path, side):
     out_mb = (2 * side) ** 2 / 2**20  # 16 / 34 MB of uint8 output
     assert info["delta_mb"] < 5 * out_mb + 64, info
     assert _open(tmp_path / "out" / "big_x2_tiny.png").size == (2 * side, 2 * side)
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+def test_progress_bar_counts_tiles(tmp_path, ckpt, capsys, monkeypatch):
+    """A bar over tiles moves while one large image runs (a bar over images sat at 0%)."""
+    Image.fromarray(_pattern(40, 50)).save(tmp_path / "big.png")  # 3 x 4 tiles of <= 16
+    Image.fromarray(_pattern()).save(tmp_path / "small.png")  # 14 x 18: 1 x 2 tiles
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")  # 0 tiles
+    assert upscale.count_tiles(tmp_path / "big.png", 16) == 12
+    assert upscale.count_tiles(tmp_path / "broken.png", 16) == 0
+    ticks = []  # the model's pass reports each tile as it is done
+    model, _ = load_model(ckpt)
+    upscale.upscale_array(model, _pattern(40, 50), 16, on_tile=lambda: ticks.append(1))
+    assert len(ticks) == 12
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    rc = upscale.main([str(tmp_path), "--checkpoint", str(ckpt), "--tile", "16",
+                       "--out", str(tmp_path / "o")])
+    _, err = capsys.readouterr()
+    assert rc == 1  # the broken file failed, the others were written
+    bars = [p.strip() for p in err.replace("\r", "\n").splitlines() if "tile" in p and "|" in p]
+    assert bars and bars[-1].startswith("upscale x2 m: 100%") and "14/14" in bars[-1], bars
+    rc = upscale.main([str(tmp_path / "small.png"), "--checkpoint", str(ckpt), "--no-progress",
+                       "--out", str(tmp_path / "o")])
+    assert rc == 0 and "tile" not in capsys.readouterr().err
+
+
+def test_16bit_input_written_as_8bit_says_so(tmp_path, ckpt, capsys):
+    Image.fromarray(_pattern(c=1)[:, :, 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(_pattern()).save(tmp_path / "plain.png")
+    rc, _, err = _run([str(tmp_path), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")],
+                      capsys)
+    notes = [ln for ln in err.splitlines() if ln.startswith("note:")]
+    assert rc == 0 and len(notes) == 1, err
+    assert str(tmp_path / "deep.png") in notes[0] and "16-bit" in notes[0] and "8-bit" in notes[0]
+    assert _open(tmp_path / "o" / "deep_x2_m.png").mode == "L"
+
+
+def test_no_checkpoint_outside_the_repository_names_results_and_lists_models(
+        tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # not a checkout: ./results is not there
+    monkeypatch.delenv("ABLATION_RESULTS", raising=False)
+    Image.fromarray(_pattern()).save(tmp_path / "n.png")
+    rc, _, err = _run([str(tmp_path / "n.png"), "--out", str(tmp_path / "o")], capsys)
+    assert rc == 2 and err.strip().count("\n") == 0, err
+    assert "--results" in err and "ABLATION_RESULTS" in err
+    assert f"no models at x2 in {tmp_path / 'results' / 'cpu'}" in err
+    # models that exist at the scale asked for are listed (by the name --model takes)
+    results = tmp_path / "elsewhere"
+    for task, variant, scale in ((4, "baseline", 3), (8, "width96", 3), (4, "baseline", 2)):
+        folder = results / "cpu" / f"task{task:02d}" / variant / f"x{scale}" / "seed0"
+        folder.mkdir(parents=True)
+        (folder / "model.pt").write_bytes(b"")
+    rc, _, err = _run([str(tmp_path / "n.png"), "--scale", "3", "--results", str(results),
+                       "--model", "task7/leakyrelu"], capsys)
+    assert rc == 2 and err.strip().count("\n") == 0, err
+    assert "no trained checkpoint for task7/leakyrelu at x3" in err
+    assert "models at x3 in" in err and "task4/baseline, task8/width96" in err
+    assert "--results (or $ABLATION_RESULTS)" in err
+
+
+def test_demo_notebook_and_default_out_folder_are_git_ignored():
+    nb = json.loads((REPO / "notebooks" / "demo.ipynb").read_text())
+    params = next(c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", []))
+    namespace: dict = {}
+    exec("".join(params["source"]), namespace)
+    out = (REPO / "notebooks" / namespace["out_dir"]).resolve().relative_to(REPO)
+    for folder in (out, Path(upscale.DEFAULT_OUT)):
+        probe = str(folder / "inputs" / "a_x2_best.png")
+        proc = subprocess.run(["git", "check-ignore", "-q", probe], cwd=REPO)
+        assert proc.returncode == 0, f"{probe} is not git-ignored: a demo run dirties the repo"
+
+
+def test_unreadable_input_gets_advice_for_a_users_file(tmp_path, ckpt, capsys):
+    (tmp_path / "mine.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    rc, _, err = _run([str(tmp_path / "mine.png"), "--checkpoint", str(ckpt),
+                       "--out", str(tmp_path / "o")], capsys)
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 1 and len(lines) == 1, err
+    assert "re-export" in lines[0] and "fetch" not in lines[0]
