@@ -132,9 +132,9 @@ def budget_multiplier(profile: str) -> int:
 def _coerce(name: str, value):
     """Papermill and the CLI pass plain values: lists become tuples, '1,2' strings split."""
     if name == "eval_sets":
-        items = value.split(",") if isinstance(value, str) else value
-        return tuple(canonical_set(v.strip() if isinstance(v, str) else v) for v in items
-                     if not isinstance(v, str) or v.strip())
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        return tuple(canonical_set(v) for v in value)
     if name == "adam_betas" and isinstance(value, list):
         return tuple(value)
     if isinstance(value, list):
