@@ -7,8 +7,10 @@
 INPUT is any mix of image files and folders (png, jpeg, webp, bmp, tiff; a folder's images,
 not recursive). Each image becomes ``<out>/<name>_x<scale>_<model>.png`` (lossless), with:
 EXIF orientation applied, gray kept gray, alpha upscaled bicubically and re-attached, the ICC
-profile carried over. Images larger than the tile run tile by tile (:mod:`ablation.inference`),
-so memory grows with the output's 8-bit pixels only, never with the net's activations at HR size.
+profile carried over; a 16-bit input is written as 8-bit, and a one-line note says so. Images
+larger than the tile run tile by tile (:mod:`ablation.inference`), so memory grows with the
+output's 8-bit pixels only, never with the net's activations at HR size; the progress bar
+counts tiles, so a single large image shows movement.
 
 A bad file (corrupt) is reported on one line and skipped; the others are still written and
 the exit code is 1 (2 when an INPUT argument names no image: missing or unsupported type).
