@@ -175,3 +175,21 @@ def test_eval_on_a_users_folder_with_a_broken_image_advises_re_export(data_dir, 
     victim.write_bytes(victim.read_bytes()[:40])
     rc, _, err = _eval(capsys, "--sets", "Set5", "--scales", "2", "--data-dir", str(copy))
     assert rc == 2 and str(victim) in err and "fetch or copy it again" in err, err
+
+
+def test_a_custom_training_folder_with_a_broken_image_advises_re_export(tmp_path):
+    """``--train-set FOLDER``: the files are listed by data.train_files and decoded into the
+    training cache, where a broken one must be named with advice for the user's own file."""
+    from ablation.cache import load_decoded
+    from ablation.errors import DataError
+
+    mine = tmp_path / "crops"
+    mine.mkdir()
+    Image.fromarray(np.zeros((48, 48, 3), np.uint8)).save(mine / "a.png")
+    (mine / "b.png").write_bytes((mine / "a.png").read_bytes()[:60])
+    files = data.train_files(str(mine))
+    with pytest.raises(DataError) as err:
+        load_decoded(files, 2, tmp_path / "cache", label="crops")
+    message = str(err.value)
+    assert str(mine / "b.png") in message and "re-export" in message
+    assert "fetch" not in message and "\n" not in message
