@@ -984,7 +984,8 @@ def test_unreadable_image_is_a_one_line_data_error(tmp_path, kind):
     with pytest.raises(DataError) as err:
         read_image(bad)
     msg = one_line(err.value)
-    assert str(bad) in msg and ("delete it" in msg or "copy it again" in msg)
+    # a user's own training folder (no dataset manifest): fix the file, not "fetch it again" (#15)
+    assert str(bad) in msg and "re-export" in msg and "fetch" not in msg
     with pytest.raises(DataError) as err:  # training refuses before writing anything
         train(BASELINE_VARIANT, 2, "smoke", out_dir=tmp_path / "run", train_set=str(folder),
               data_dir=tmp_path / "data", iterations=2, **QUIET)
