@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 
 from ablation.config import PROFILE_NAMES
 
-PROFILE_CHOICES = " | ".join(PROFILE_NAMES)  # "smoke | cpu | paper"
+PROFILE_CHOICES = " | ".join(PROFILE_NAMES)  # "smoke | cpu | cpu4 | cpu16 | paper"
 
 
 def _doc(default, text: str):

@@ -91,11 +91,12 @@ def test_bad_values(overrides, match):
 
 
 def test_unknown_profile_lists_profiles():
-    with pytest.raises(ConfigError, match="unknown profile 'gpu'; valid values: smoke, cpu, paper"):
+    with pytest.raises(ConfigError,
+                       match="unknown profile 'gpu'; valid values: smoke, cpu, cpu4, cpu16, paper"):
         make_config("gpu")
-    with pytest.raises(ConfigError, match="valid values: smoke, cpu, paper"):
+    with pytest.raises(ConfigError, match="valid values: smoke, cpu, cpu4, cpu16, paper"):
         TrainConfig(profile="fast")
-    assert PROFILE_NAMES == ("smoke", "cpu", "paper")
+    assert PROFILE_NAMES == ("smoke", "cpu", "cpu4", "cpu16", "paper")
 
 
 def test_config_hash_ignores_runtime_fields():
@@ -141,7 +142,7 @@ def test_hash_ignores_perceptual_settings_for_pixel_losses():
 
 def test_ladder_profiles_scale_the_cpu_recipe_and_nothing_else():
     from ablation.config import LADDER, PROFILES, base_profile, budget_multiplier
-    from ablation.tasks import TASKS
+    from ablation.tasks import get_task
 
     cpu = make_config("cpu")
     for name, n in LADDER.items():
@@ -155,6 +156,6 @@ def test_ladder_profiles_scale_the_cpu_recipe_and_nothing_else():
         assert config_hash(cfg) != config_hash(cpu)
         assert name in PROFILES
     assert budget_multiplier("cpu") == 1 and base_profile("paper") == "paper"
-    edsr = TASKS[0].variant("edsr_baseline")  # the cpu profile's overrides carry up the ladder
+    edsr = get_task(0).variant("edsr_baseline")  # the cpu profile's overrides carry up the ladder
     assert edsr.overrides("cpu4") == edsr.overrides("cpu") != {}
     assert edsr.overrides("paper") == {}

@@ -1084,7 +1084,8 @@ def test_bad_parameter_is_a_config_error_listing_valid_values(tmp_path, case):
     results = tmp_path / "results"
     rv = dict(results_dir=results, data_dir=tmp_path / "no-data")
     calls = {
-        "unknown-profile": (lambda: make_config("gpu"), ["'gpu'", "smoke, cpu, paper"]),
+        "unknown-profile": (lambda: make_config("gpu"),
+                            ["'gpu'", "smoke, cpu, cpu4, cpu16, paper"]),
         "make_config-typo": (lambda: make_config("smoke", iteratons=5),
                              ["'iteratons'", "'iterations'", "'batch_size'"]),
         "negative-iterations": (lambda: make_config("smoke", iterations=-3),
@@ -1097,7 +1098,7 @@ def test_bad_parameter_is_a_config_error_listing_valid_values(tmp_path, case):
         "run_variant-typo": (lambda: run_variant(4, "baseline", 2, "smoke", iteratons=5, **rv),
                              ["'iteratons'", "'iterations'"]),
         "run_variant-profile": (lambda: run_variant(4, "baseline", 2, "gpu", **rv),
-                                ["'gpu'", "smoke, cpu, paper"]),
+                                ["'gpu'", "smoke, cpu, cpu4, cpu16, paper"]),
     }
     call, expected = calls[case]
     with pytest.raises(ConfigError) as err:
@@ -1114,7 +1115,7 @@ CLI_BAD = {
     "variant": (["train", "--task", "4", "--variant", "nope"], "baseline"),
     "scale-5": (["train", "--task", "4", "--variant", "baseline", "--scale", "5"], "2, 3, 4"),
     "profile": (["train", "--task", "4", "--variant", "baseline", "--profile", "gpu"],
-                "smoke, cpu, paper"),
+                "smoke, cpu, cpu4, cpu16, paper"),
     "iterations": (["train", "--task", "4", "--variant", "baseline", "--profile", "smoke",
                     "--iterations", "-5"], "positive integer"),
     "eval-scale": (["eval", "--model", "bicubic", "--scales", "5"], "2, 3, 4"),
