@@ -4,7 +4,8 @@
 #   make publish              build the book from the committed cpu results (training nothing)
 #                             and push it to the gh-pages branch (refuses a dirty tree)
 #   make gpu-check            on a machine with a CUDA GPU: the GPU check (prints "no GPU" else)
-# Options: PROFILE=cpu|smoke|paper  TASKS=1,3  SCALES=2 (default: every task and scale)
+# Options: PROFILE=cpu|smoke|paper  TASKS=1,3  SCALES=3 (every task at x3; default: each
+#          task at the scales it defines)
 #          MIRROR=../shared/datasets (offline data)
 #          RESULTS=DIR (another results folder: an empty one retrains everything from scratch)
 #          REMOTE=origin (the git remote, name or URL, that `make publish` pushes gh-pages to)
@@ -43,7 +44,7 @@ sweep: data
 	$(BIN)/ablation sweep $(TASKS_FLAG) $(SCALES_FLAG) --profile $(PROFILE) $(RESULTS_FLAG)
 
 book: sweep
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	$(BIN)/ablation book
 	@echo "book: file://$(CURDIR)/_build/html/index.html"
 
 publish: data

@@ -31,6 +31,7 @@ from ablation.booktext import (
     LADDER_INTRO,
     METHOD_AFTER,
     METHOD_INTRO,
+    RESTYLE_RECIPE,
     RESULTS_INTRO,
 )
 from ablation.command import subcommand_main
@@ -82,23 +83,31 @@ class Page:
 
 
 def task_title(task: Task, scale: int | None = None) -> str:
-    """'Task 1 (x3): ...' (the scale only for tasks with several)."""
-    at = f" (x{scale})" if scale is not None and len(task.scales) > 1 else ""
+    """'Task 1 (x3): ...' (the scale for tasks with several, or a scale the task doesn't
+    define by default)."""
+    shown = scale is not None and (len(task.scales) > 1 or scale not in task.scales)
+    at = f" (x{scale})" if shown else ""
     return f"Task {task.number}{at}: {task.title}"
 
 
-def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None) -> list[Page]:
-    """One page per task and scale the task defines (optionally only some tasks/scales)."""
+def task_pages(tasks: list[int] | None = None, scales: list[int] | None = None,
+               any_scale: bool = False) -> list[Page]:
+    """One page per task and scale the task defines (optionally only some tasks/scales).
+
+    ``any_scale``: every scale in ``scales`` for every task, defined or not (``ablation sweep
+    --scales 3`` runs the whole study at x3); ``scales=None`` is each task's own scales.
+    """
     from ablation.tasks import TASKS
 
     out = []
     for t in TASKS.values():
         if tasks is not None and t.number not in tasks:
             continue
-        for s in t.scales:
-            if scales is None or s in scales:
-                out.append(Page(t.page(s), f"{t.key}.ipynb", f"tasks/{t.page(s)}",
-                                task_title(t, s), t.number, s))
+        wanted = t.scales if scales is None else (
+            scales if any_scale else [s for s in t.scales if s in scales])
+        for s in wanted:
+            out.append(Page(t.page(s), f"{t.key}.ipynb", f"tasks/{t.page(s)}",
+                            task_title(t, s), t.number, s))
     return out
 
 
@@ -155,29 +164,60 @@ def _call(head: str, names: tuple[str, ...], positional: tuple[str, ...] = ()) -
 
 
 CHECK_CELL = ("from ablation.book import check_parameters\n\n"
-              "check_parameters(globals())  # a misspelt papermill -p name fails here")
+              "check_parameters(globals())  # papermill's -p values checked and made lists")
+PAPERMILL_HEADER = "# Parameters"  # the first line of the cell papermill injects
 
 
-def check_parameters(namespace: dict, known: set[str] | None = None) -> None:
-    """Fail on a parameter the notebook doesn't define (papermill only logs a warning).
+def injected_names(namespace: dict) -> list[str]:
+    """The names papermill's injected cell assigned, if that cell ran just before this one.
 
-    Runs right after papermill's injected cell: any public, non-module global that the
-    parameters cell did not define is a typo (``-p iteratons 5``). ``known`` defaults to the
-    names listed in ``namespace["__parameters__"]`` or, without it, every notebook parameter
-    (:data:`ablation.parameters.PARAMETER_NAMES`).
+    Papermill inserts a cell starting ``# Parameters`` right after the ``parameters`` cell; in
+    the kernel it is the input before the check cell's. Anything else (a JupyterLab "Run All",
+    a second one in the same kernel) injected nothing, so nothing is checked.
     """
-    import types
+    import ast
 
-    from ablation.errors import ConfigError
+    shell = namespace.get("get_ipython")
+    history = shell().history_manager.input_hist_raw if callable(shell) else []
+    previous = history[-2] if len(history) >= 2 else ""
+    if not previous.lstrip().startswith(PAPERMILL_HEADER):
+        return []
+    try:
+        body = ast.parse(previous).body
+    except SyntaxError:
+        return []
+    return [t.id for node in body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+def check_parameters(namespace: dict, known: set[str] | None = None,
+                     injected: list[str] | None = None) -> None:
+    """Check what papermill injected and make every list parameter a list, in ``namespace``.
+
+    Runs right after papermill's injected cell. A name it injected that the parameters cell
+    does not define is a typo (``-p iteratons 5``; papermill only logs a warning); variables a
+    user adds in JupyterLab, and a second "Run All" in the same kernel, are not checked.
+    ``known`` defaults to the names in ``namespace["__parameters__"]`` or, without it, every
+    notebook parameter; ``injected`` to :func:`injected_names`. List parameters accept
+    ``-p scales 3``, ``-p scales 2,3``, ``-p scales "[3]"`` and the YAML form
+    (:func:`ablation.parameters.coerce`); a scale the nets don't support fails here, before
+    anything is trained or written.
+    """
+    from ablation.config import SCALES
+    from ablation.errors import check_choice
+    from ablation.parameters import LIST_PARAMETERS, coerce
 
     if known is None:
         known = set(namespace.get("__parameters__", ())) or set(PARAMETER_NAMES)
-    ipython = {"In", "Out", "get_ipython", "exit", "quit", "open"}
-    unknown = sorted(k for k, v in namespace.items()
-                     if not k.startswith("_") and k not in known and k not in ipython
-                     and not isinstance(v, types.ModuleType) and not callable(v))
+    injected = injected_names(namespace) if injected is None else injected
+    unknown = sorted(set(injected) - set(known))
     if unknown:
         raise ConfigError(f"unknown notebook parameter(s) {unknown}; valid: {sorted(known)}")
+    for name in LIST_PARAMETERS:
+        if name in namespace and name in known:
+            namespace[name] = coerce(name, namespace[name])
+    for scale in namespace.get("scales", ()) if "scales" in known else ():
+        check_choice("scale", scale, SCALES)
 
 
 def _task_intro(t: Task) -> str:
@@ -192,7 +232,11 @@ def _task_intro(t: Task) -> str:
     variants = "\n".join(
         f"- `{v.name}`: {v.label}" + (f" ({v.note})" if v.note else "")
         + ("" if v.cpu or v.note else " (paper profile only)") for v in t.variants)
+    from ablation.config import SCALES
+    from ablation.parameters import LIST_FORMS
+
     scales = ", ".join(f"x{s}" for s in t.scales)
+    every = "/".join(f"x{s}" for s in SCALES)
     return f"""
 # {task_title(t)}
 
@@ -202,9 +246,13 @@ Variants of this task (each differs from what it is compared with in this one fa
 
 {variants}
 
-Compared with {against}; the bicubic reference is shown in every table. Scales: {scales}.
+Compared with {against}; the bicubic reference is shown in every table. The study runs it at
+{scales}; any of {every} is a supported run (`-p scales 3`: what is missing is trained, with
+a time estimate and a progress bar; the *Runs* section names the scales the page shows).
 The numbers below are read from the results folder of the profile named in the parameters
 cell; the sweep (`ablation sweep --tasks {t.number}`) runs this notebook once per scale.
+
+List parameters take every papermill form: {LIST_FORMS}.
 """
 
 
@@ -219,7 +267,7 @@ def task_notebook(t: Task) -> dict:
                      "results folder (same configuration hash)."),
         ("code", f"from ablation import report\n\n{run}\nruns", "hide-input"),
         ("markdown", "## Results"),
-        ("code", "report.results_table(runs)", "hide-input"),
+        ("code", "report.results_table(runs)", "hide-input", "full-width"),
         ("markdown", "## Effects\n\nEach variant against the run it is compared with: the effect "
                      "in dB with its 95% interval over seeds and images, per set and for the "
                      "mean of the sets (method page, *Statistics*)."),
@@ -268,10 +316,13 @@ def study_notebook(page: Page) -> dict:
             ("markdown", "## Every run of the study"),
             ("code", "report.study_results(profile, results_dir, scales)", "hide-input",
              "full-width"),
+            ("markdown", "## Download the numbers"),
+            ("code", "report.download_links(profile, results_dir)", "hide-input"),
             ("markdown", "## Compute\n\nWall time of every run on the machine that ran it."),
             ("code", "report.compute_table(profile, results_dir)", "hide-input"),
             ("markdown", "## Cost against quality"),
             ("code", "report.cost_figure(profile, results_dir, scale=scales[0])", "hide-input"),
+            ("markdown", RESTYLE_RECIPE),
         ])
     if page == FINDINGS:
         return _notebook("findings", [
@@ -483,7 +534,9 @@ def jupyter_book_command() -> list[str]:
 def build(book_dir: str | os.PathLike = "book", output: str | os.PathLike | None = None,
           strict: bool = True, quiet: bool = True) -> Path:
     """Build the HTML book from ``book_dir`` (whose parent is the book root); returns the
-    folder holding ``index.html``. Raises AblationError with the build's last lines on failure.
+    folder holding ``index.html``: ``<output>/_build/html``, by default ``<root>/_build/html``
+    (for the repository's ``book/``, ``./_build/html``: where ``make book`` puts it too).
+    Raises AblationError with the build's last lines on failure.
     """
     book_dir = Path(book_dir).resolve()
     if book_dir.name != "book":
@@ -492,7 +545,7 @@ def build(book_dir: str | os.PathLike = "book", output: str | os.PathLike | None
     root = book_dir.parent
     stage(root)
     ensure_placeholders(book_dir)
-    out = Path(output).resolve() if output else book_dir
+    out = Path(output).resolve() if output else root
     cmd = [*jupyter_book_command(), "build", str(root), "--path-output", str(out),
            "--builder", "html"]
     if strict:
@@ -519,7 +572,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--book-dir", default="book",
                    help="the book folder the sweep wrote into (default: book)")
     p.add_argument("--output", default=None,
-                   help="where _build/html goes (default: inside the book folder)")
+                   help="where _build/html goes (default: the book folder's parent, e.g. "
+                        "./_build/html for ./book, the same place as `make book`)")
     p.add_argument("--no-strict", action="store_true", help="don't treat warnings as errors")
     p.set_defaults(func=run)
     return p

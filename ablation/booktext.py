@@ -183,3 +183,24 @@ It reads **committed runs only** and never trains: a budget without committed ru
 *not yet run*. Run one with `ablation train --task 5 --variant batchnorm --scale 2 --profile
 cpu4` (the baseline: `--task 4 --variant baseline`; hours on two cores) and rebuild.
 """
+
+RESTYLE_RECIPE = """
+## Restyle a figure
+
+Every figure of this book is redrawn from the results folder, without training anything, in
+the style, size and formats a paper or a slide needs, into a folder of your choice. In a
+notebook started in the repository (or with `ABLATION_RESULTS` pointing at its `results/`):
+
+```python
+from ablation import report
+
+report.cost_figure("cpu", scale=2, style="seaborn-v0_8-paper",  # a style name or an rc dict
+                   figsize=(3.5, 2.6), formats=("pdf", "svg"), out_dir="my-figures")
+```
+
+`style` is any matplotlib style name, `.mplstyle` file or rc dict (e.g.
+`{"font.size": 7, "legend.fontsize": 6, "savefig.dpi": 300}`), applied over the book's look;
+`formats` any of png, svg and pdf. SVG text stays text (editable in Inkscape or Illustrator),
+and the same figure is written byte for byte the same. On a task page the same arguments work
+for `report.training_curves(runs, ...)` and `report.visual_comparison(runs, ...)`.
+"""

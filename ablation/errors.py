@@ -12,6 +12,11 @@ from collections.abc import Iterator
 class AblationError(Exception):
     """A user-facing error with a one-line message naming the problem and the fix."""
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: a notebook (and papermill's error
+        report) fails with the one line, like the CLI."""
+        return [f"{type(self).__name__}: {self}"]
+
 
 class DataError(AblationError):
     """Missing, corrupt or mismatching data files."""

@@ -24,12 +24,11 @@ def write_launch_notebooks(book_dir: str | os.PathLike = "book",
 
     from ablation import paths
     from ablation.book import source_notebook
-    from ablation.config import SCALES
     from ablation.fs import atomic_write_text
     from ablation.sweep import Settings, plan
     from ablation.tasks import TASKS
 
-    s = Settings(tasks=list(TASKS), scales=list(SCALES), profile=profile, seeds=[0],
+    s = Settings(tasks=list(TASKS), scales=None, profile=profile, seeds=[0],
                  results_dir=paths.results_dir().resolve(), data_dir=None,
                  book_dir=Path(book_dir).resolve())
     written = []

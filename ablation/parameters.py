@@ -5,6 +5,10 @@ method, results and conclusion pages take subsets. From the dataclass come the `
 cell of every generated notebook (:meth:`NotebookParameters.cell`), the values the sweep
 passes to papermill (:meth:`NotebookParameters.values`) and the names a notebook accepts
 (:data:`PARAMETER_NAMES`). Every value is a plain literal (papermill injects them as code).
+
+A list parameter accepts every form papermill users type (:func:`coerce`): ``-p scales 3``
+(papermill injects the int 3), ``-p scales "[3]"`` and ``-p scales 2,3`` (injected as strings)
+and ``-y "scales: [2, 3]"`` (a list); :data:`LIST_FORMS` documents them on every task page.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from ablation.config import PROFILE_NAMES
+from ablation.errors import ConfigError
 
 PROFILE_CHOICES = " | ".join(PROFILE_NAMES)  # "smoke | cpu | cpu4 | cpu16 | paper"
 
@@ -58,6 +63,52 @@ PARAMETER_NAMES = tuple(f.name for f in fields(NotebookParameters))
 # How a page's runs ran rather than which runs it shows: its TaskRuns keeps the others, so the
 # generated rerun cell passes these to ablation.rerun.rerun_section (tests check the split)
 HOW_TO_RUN = ("device", "iterations", "retrain")
+
+
+LIST_PARAMETERS = tuple(f.name for f in fields(NotebookParameters) if f.type.startswith("tuple"))
+LIST_FORMS = ('`-p scales 3`, `-p scales 2,3`, `-p scales "[2, 3]"` or `-y "scales: [2, 3]"` '
+              "(the same for seeds and variants)")
+
+
+def coerce(name: str, value) -> list:
+    """A list parameter as a list, whatever form papermill injected it in.
+
+    ``3`` -> ``[3]``; ``"[3]"``, ``"2,3"``, ``"2, 3"`` -> ``[2, 3]``; ``"prelu"`` ->
+    ``["prelu"]``; a list or tuple is kept. Integers stay integers, other items are stripped
+    strings (``variants``). Raises :class:`~ablation.errors.ConfigError` (one line) otherwise.
+    """
+    import ast
+
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("[", "(")):
+            try:
+                parsed = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ConfigError(f"parameter {name}={value!r}: not a list; write e.g. "
+                                  f"{LIST_FORMS}") from None
+            items = list(parsed) if isinstance(parsed, (list, tuple)) else [parsed]
+        else:
+            items = [x.strip() for x in text.split(",") if x.strip()]
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    else:
+        raise ConfigError(f"parameter {name}={value!r}: expected a list; write e.g. "
+                          f"{LIST_FORMS}")
+    return [_int_or_str(name, x) for x in items]
+
+
+def _int_or_str(name: str, item) -> int | str:
+    """``"3"`` -> 3 for the integer lists (scales, seeds); strings for variants."""
+    if name == "variants":
+        return str(item).strip()
+    try:
+        return int(str(item).strip()) if not isinstance(item, int) else item
+    except ValueError:
+        raise ConfigError(f"parameter {name}: {item!r} is not an integer; write e.g. "
+                          f"{LIST_FORMS}") from None
 
 
 def _plain(value):

@@ -44,3 +44,45 @@ def results_dir(explicit: str | os.PathLike | None = None) -> Path:
     """``--results`` if given, else ``$ABLATION_RESULTS``, else the project's ``results/``."""
     value = explicit or os.environ.get("ABLATION_RESULTS")
     return Path(value) if value else _default("results")
+
+
+# a path starts where no base64 or path character precedes it (never inside an embedded image)
+_BEFORE = r"(?<![A-Za-z0-9+/=_.~-])"
+
+
+def machine_prefixes(*roots: str | os.PathLike) -> list[tuple[str, str]]:
+    """(absolute prefix, what replaces it) for :func:`relative_text`, longest first: each of
+    ``roots`` (the project, the folder the pages ran in) -> relative, the home folder -> ``~``."""
+    out = []
+    for root in roots:
+        r = str(Path(root).resolve()) if root else ""
+        if len(r) > 1:
+            out += [(r + "/", ""), (r, ".")]
+    home = str(Path.home())
+    if len(home) > 1:
+        out += [(home + "/", "~/"), (home, "~")]
+    return sorted(set(out), key=lambda p: -len(p[0]))
+
+
+def relative_text(text: str, prefixes: list[tuple[str, str]]) -> str:
+    """``text`` with every machine path under ``prefixes`` made relative (a published page or
+    notebook names ``results/cpu``, not ``/home/<user>/.../results/cpu``)."""
+    import re
+
+    for prefix, repl in prefixes:
+        text = re.sub(_BEFORE + re.escape(prefix) + ("" if prefix.endswith("/") else r"(?![\w.-])"),
+                      repl.replace("\\", "\\\\"), text)
+    return text
+
+
+def relative_paths(obj, prefixes: list[tuple[str, str]]):
+    """:func:`relative_text` on every string inside ``obj`` (a notebook: dicts and lists)."""
+    if isinstance(obj, str):
+        return relative_text(obj, prefixes)
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            obj[k] = relative_paths(v, prefixes)
+        return obj
+    if isinstance(obj, list):
+        return [relative_paths(v, prefixes) for v in obj]
+    return obj

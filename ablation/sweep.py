@@ -39,6 +39,7 @@ from ablation.book import (
     ensure_placeholders,
     notebook_text,
     placeholder_notebook,
+    repo_root,
     source_notebook,
     task_pages,
 )
@@ -89,7 +90,7 @@ class Settings:
     """Resolved sweep options."""
 
     tasks: list[int]
-    scales: list[int]
+    scales: list[int] | None  # None: each task's own scales; else every task at each of these
     profile: str
     seeds: list[int]
     results_dir: Path
@@ -113,7 +114,7 @@ def plan(s: Settings) -> list[Job]:
                                 results_dir=str(s.results_dir), device=s.device,
                                 iterations=s.iterations)
     jobs = []
-    for page in task_pages(s.tasks, s.scales):
+    for page in task_pages(s.tasks, s.scales, any_scale=True):
         runs = planned_runs(page.task, [page.scale], s.seeds, (), s.profile)
         jobs.append(Job(page, replace(common, scales=(page.scale,)).values(page.parameters),
                         page.output(s.book_dir), [r.key for r in runs if not r.skip_reason],
@@ -121,7 +122,7 @@ def plan(s: Settings) -> list[Job]:
     if not s.pages:
         return jobs
     jobs.append(Job(METHOD, common.values(METHOD.parameters), METHOD.output(s.book_dir)))
-    ref_scales = tuple(x for x in REFERENCE.scales if x in s.scales)
+    ref_scales = tuple(REFERENCE.scales if s.scales is None else s.scales)
     if ref_scales:
         refs = planned_runs(REFERENCE.number, ref_scales, s.seeds, (), s.profile)
         jobs.append(Job(RESULTS, replace(common, scales=ref_scales).values(RESULTS.parameters),
@@ -133,7 +134,8 @@ def plan(s: Settings) -> list[Job]:
         jobs.append(Job(LADDER, common.values(LADDER.parameters), LADDER.output(s.book_dir), [],
                         True, 2, tuple(LADDER_BUDGETS)))
     jobs.append(Job(CONCLUSION,
-                    replace(common, scales=tuple(s.scales)).values(CONCLUSION.parameters),
+                    replace(common, scales=tuple(s.scales or SCALES)
+                            ).values(CONCLUSION.parameters),
                     CONCLUSION.output(s.book_dir), [], True, 3,
                     tuple(LADDER_BUDGETS) if s.profile == "cpu" else ()))
     return jobs
@@ -149,8 +151,15 @@ def run_keys(s: Settings) -> list[str]:
 
 def postprocess(nb: Any, error: str = "", title: str | None = None) -> Any:
     """Book-ready executed notebook: the page's title (with its scale), the default parameters
-    hidden (the injected ones show the values used) and, after a failure, a note at the top."""
+    hidden (the injected ones show the values used), no machine path (paths under the project
+    or the folder the pages ran in are published relative to it, the home folder as ``~``)
+    and, after a failure, a note at the top."""
     import nbformat
+
+    prefixes = paths.machine_prefixes(repo_root(), os.getcwd())
+    nb.cells = paths.relative_paths(nb.cells, prefixes)
+    nb.metadata = paths.relative_paths(nb.metadata, prefixes)
+    error = paths.relative_text(error, prefixes)
 
     for cell in nb.cells:
         if title and cell.cell_type == "markdown" and cell.source.startswith("# "):
@@ -190,6 +199,7 @@ def _finish(job: Job, tmp: Path, error: str) -> None:
         reason = f"This page failed to run in the sweep: {error or 'no output notebook'}."
         nb = nbformat.from_dict(placeholder_notebook(job.page, reason))
         nb.metadata["sr_ablation"]["sweep_error"] = error
+        nb = paths.relative_paths(nb, paths.machine_prefixes(repo_root(), os.getcwd()))
     else:
         nb = postprocess(nb, error, job.page.title)
     atomic_write_text(job.output, notebook_text(nb))
@@ -441,8 +451,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "runs are reused.")
     p.add_argument("--tasks", default=TASK_RANGE,
                    help=f"e.g. {TASK_RANGE} or 1,3,5 (default {TASK_RANGE})")
-    p.add_argument("--scales", type=int_list, default=list(SCALES),
-                   help="comma-separated; only the scales a task defines run (default 2,3,4)")
+    p.add_argument("--scales", type=int_list, default=None,
+                   help="comma-separated, e.g. 3 or 2,3,4: every selected task runs at each "
+                        "(default: the scales each task defines)")
     p.add_argument("--profile", default="cpu",
                    help=f"{' | '.join(PROFILE_NAMES)} (default cpu)")
     p.add_argument("--seeds", type=int_list, default=[0], help="comma-separated (default 0)")
@@ -475,9 +486,9 @@ def settings_from_args(args) -> Settings:
     tasks = parse_tasks(args.tasks)
     for n in tasks:
         check_choice("task", n, list(TASKS))
-    if not args.scales:
+    if args.scales is not None and not args.scales:
         raise ConfigError("--scales: empty; give e.g. 2,3,4")
-    for sc in args.scales:
+    for sc in args.scales or ():
         check_choice("scale", sc, SCALES)
     check_choice("profile", args.profile, PROFILE_NAMES)
     if args.jobs < 1:
@@ -495,7 +506,8 @@ def settings_from_args(args) -> Settings:
                           "(the table of contents lists book/...); e.g. --book-dir "
                           f"{Path(args.book_dir) / 'book'}")
     data_dir = str(Path(args.data_dir).resolve()) if args.data_dir else None
-    return Settings(tasks=tasks, scales=list(args.scales), profile=args.profile,
+    return Settings(tasks=tasks, scales=list(args.scales) if args.scales else None,
+                    profile=args.profile,
                     seeds=list(args.seeds) or [0],
                     results_dir=paths.results_dir(args.results).resolve(), data_dir=data_dir,
                     book_dir=Path(args.book_dir).resolve(), device=args.device,

@@ -145,7 +145,7 @@ def test_study_table_has_ours_original_and_published_rows(study):
 def test_save_figure_is_atomic_png_and_svg(tmp_path):
     fig = report.new_figure(3, 2)
     fig.subplots().plot([0, 1], [1, 0])
-    png, svg = report.save_figure(fig, "demo", "smoke", tmp_path)
+    png, svg = report.save_figure(fig, report.figures_dir("smoke", tmp_path) / "demo")
     assert png == tmp_path / "smoke" / "figures" / "demo.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert svg.read_text().lstrip().startswith("<?xml")

@@ -27,21 +27,29 @@ def names(lines: list[str]) -> list[str]:
 
 
 def test_dry_run_lists_one_page_per_task_and_defined_scale(tmp_path, capsys):
+    lines = dry_lines(tmp_path, capsys, "--tasks", "1,2")  # default: each task's own scales
+    assert names(lines) == ["task01-x2", "task01-x3", "task01-x4", "task02-x2", "method",
+                            "results", "findings", "conclusion"]
+    assert "scales=[2, 3, 4]" in lines[5]
+
+
+def test_scales_runs_every_selected_task_at_each_scale_asked_for(tmp_path, capsys):
     lines = dry_lines(tmp_path, capsys, "--tasks", "1,2", "--scales", "2,3")
-    assert names(lines) == ["task01-x2", "task01-x3", "task02-x2", "method", "results",
-                            "findings", "conclusion"]  # the ladder page: cpu profile only
+    assert names(lines) == ["task01-x2", "task01-x3", "task02-x2", "task02-x3", "method",
+                            "results", "findings", "conclusion"]  # ladder page: cpu only
     assert all(line.startswith("would run") for line in lines)
     assert "task01.ipynb -> " in lines[1] and lines[1].endswith("task01-x3.ipynb scales=[3]")
-    assert "scales=[2, 3]" in lines[4]  # the references at task 1's scales in the sweep
+    assert lines[3].endswith("task02-x3.ipynb scales=[3]")  # task 2 defines x2 only
+    assert "scales=[2, 3]" in lines[5]  # the references at the scales asked for
 
 
 def test_dry_run_task_ranges_and_no_pages(tmp_path, capsys):
     lines = dry_lines(tmp_path, capsys, "--tasks", "1-11", "--scales", "2", "--no-pages")
     assert names(lines) == [f"task{n:02d}-x2" for n in range(1, 12)]
-    assert names(dry_lines(tmp_path, capsys, "--tasks", "2", "--scales", "3", "--no-pages")) \
-        == []  # task 2 defines x2 only
-    assert names(dry_lines(tmp_path, capsys, "--tasks", "1,3,5", "--scales", "4",
-                           "--no-pages")) == ["task01-x4"]
+    assert names(dry_lines(tmp_path, capsys, "--tasks", "1-11", "--scales", "3",
+                           "--no-pages")) == [f"task{n:02d}-x3" for n in range(1, 12)]
+    assert names(dry_lines(tmp_path, capsys, "--tasks", "1,3,5", "--no-pages")) == \
+        ["task01-x2", "task01-x3", "task01-x4", "task03-x2", "task05-x2"]
 
 
 @pytest.mark.parametrize("bad", [["--tasks", "12"], ["--tasks", "0"], ["--scales", "5"],

@@ -8,7 +8,9 @@ private module per concern, each with one kind of dependency:
 - ``_tables``: the results folder as DataFrames (pandas only; the tests run these on a
   synthetic results folder);
 - ``_html``: HTML fragments, number formats, the profile banner, the rendered tables;
-- ``_figures``: matplotlib figures, saved as PNG and SVG;
+- ``_downloads``: every run's numbers as CSV and JSON links for the results page;
+- ``_figures``: matplotlib figures (``style``, ``figsize``), written by one helper,
+  :func:`save_figure` (PNG, SVG with editable text, PDF; byte-identical across reruns);
 - ``_probes``: what needs the trained checkpoints (crops for the visual comparison, body gain);
 - ``_effects``: every comparison's effect with its 95% interval (:mod:`ablation.stats`), under
   the one aggregation rule of the book (:data:`AGGREGATION_RULE`);
@@ -26,6 +28,7 @@ profile its numbers come from; a ``smoke`` profile is flagged with :data:`SMOKE_
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED, original_psnr
 from ablation.planning import PlannedRun, planned_runs, study_rows
 
+from ._downloads import download_links, run_records, runs_csv, runs_json
 from ._effect_figures import forest_figure, ladder_figure
 from ._effects import (
     AGGREGATION_RULE,
@@ -36,7 +39,18 @@ from ._effects import (
     per_image,
     primary_comparison,
 )
-from ._figures import FigureFiles, curves_figure, figures_dir, new_figure, save_figure
+from ._figures import (
+    FORMATS,
+    FigureFiles,
+    comparison_figure,
+    cost_plot,
+    curves_figure,
+    figure_style,
+    figures_dir,
+    new_figure,
+    place_labels,
+    save_figure,
+)
 from ._findings import (
     effects,
     findings,
@@ -85,18 +99,20 @@ from ._tables import (
 )
 
 __all__ = [
-    "AGGREGATION_RULE", "MEAN_SET", "ORIGINAL_CAVEATS", "ORIGINAL_README", "PUBLISHED",
-    "RUN_COLUMNS", "SMOKE_WARNING", "Comparison", "FigureFiles", "Html", "PlannedRun",
-    "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop", "body_gain", "change",
-    "comparison_panels", "comparisons", "compute_table", "conclusion", "conclusion_text",
-    "cost_figure", "curves_figure", "effects", "effects_table", "figures_dir", "final_losses",
-    "findings", "findings_plot", "fit_sentence", "forest_figure", "forest_plot", "forest_rows",
-    "ladder_conclusion", "ladder_curves", "ladder_effects", "ladder_figure", "ladder_points",
-    "ladder_status", "ladder_tables", "load_histories", "load_runs", "method_profiles",
-    "new_figure", "original_psnr", "per_image", "planned_runs", "primary_comparison",
-    "profile_banner", "profiles_table", "readme_findings", "render_effects",
-    "render_study_table", "render_task_table", "results_table", "run_one", "run_references",
-    "run_task", "save_figure", "sr_crop", "study_conclusion", "study_hours", "study_results",
-    "study_rows", "study_table", "task_table", "training_curves", "update_readme",
-    "visual_comparison",
+    "AGGREGATION_RULE", "Comparison", "FORMATS", "FigureFiles", "Html", "MEAN_SET",
+    "ORIGINAL_CAVEATS", "ORIGINAL_README", "PUBLISHED", "PlannedRun", "RUN_COLUMNS",
+    "SMOKE_WARNING", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop",
+    "body_gain", "change", "comparison_figure", "comparison_panels", "comparisons",
+    "compute_table", "conclusion", "conclusion_text", "cost_figure", "cost_plot",
+    "curves_figure", "download_links", "effects", "effects_table", "figure_style",
+    "figures_dir", "final_losses", "findings", "findings_plot", "fit_sentence",
+    "forest_figure", "forest_plot", "forest_rows", "ladder_conclusion", "ladder_curves",
+    "ladder_effects", "ladder_figure", "ladder_points", "ladder_status", "ladder_tables",
+    "load_histories", "load_runs", "method_profiles", "new_figure", "original_psnr",
+    "per_image", "place_labels", "planned_runs", "primary_comparison", "profile_banner",
+    "profiles_table", "readme_findings", "render_effects", "render_study_table",
+    "render_task_table", "results_table", "run_one", "run_records", "run_references",
+    "run_task", "runs_csv", "runs_json", "save_figure", "sr_crop", "study_conclusion",
+    "study_hours", "study_results", "study_rows", "study_table", "task_table",
+    "training_curves", "update_readme", "visual_comparison",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
 
 import pandas as pd
 
@@ -26,7 +27,7 @@ from ._effects import (
     effects_table,
     not_in_original,
 )
-from ._figures import FigureFiles, save_figure
+from ._figures import DEFAULT_FORMATS, FigureFiles, figures_dir, save_figure
 from ._html import TABLE_STYLE, Html, esc, profile_banner, smoke_note
 from ._ladder import (
     CHANGE_RULE,
@@ -112,20 +113,21 @@ def forest_rows(effects: pd.DataFrame, by_task: bool = False) -> pd.DataFrame:
 
 
 def forest_plot(runs: TaskRuns, style: dict | str | None = None,
-                figsize: tuple[float, float] | None = None) -> FigureFiles:
-    """The task's forest plot per scale: effect and interval per set and for the mean."""
+                figsize: tuple[float, float] | None = None,
+                formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
+    """The task's forest plot per scale: effect and interval per set and for the mean (saved
+    in ``formats`` into ``out_dir``, default ``results/<profile>/figures``)."""
     table = _task_effects(runs)
-    pngs, svgs = [], []
+    folder = Path(out_dir) if out_dir is not None else figures_dir(runs.profile,
+                                                                     runs.results_dir)
+    files = FigureFiles([], [], "Dot: effect; bar: 95% interval (hollow dot: one seed, the "
+                                "interval covers the images only); x: the original study.")
     for scale in runs.scales:
         rows = forest_rows(table[table.scale == scale])
         fig = forest_figure(rows, f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}: "
                             f"effects with 95% intervals (profile {runs.profile})", style, figsize)
-        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-effects", runs.profile,
-                               runs.results_dir)
-        pngs.append(png)
-        svgs.append(svg)
-    return FigureFiles(pngs, svgs, "Dot: effect; bar: 95% interval (hollow dot: one seed, the "
-                                   "interval covers the images only); x: the original study.")
+        files.add(save_figure(fig, folder / f"task{runs.task:02d}-x{scale}-effects", formats))
+    return files
 
 
 def findings(profile: str = "cpu", results_dir=None, scales: Iterable[int] = SCALES) -> Html:
@@ -155,18 +157,22 @@ def findings(profile: str = "cpu", results_dir=None, scales: Iterable[int] = SCA
 
 def findings_plot(profile: str = "cpu", results_dir=None, scales: Iterable[int] = SCALES,
                   style: dict | str | None = None,
-                  figsize: tuple[float, float] | None = None) -> FigureFiles:
+                  figsize: tuple[float, float] | None = None,
+                  formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
     """Effect per task (mean of the sets) with its interval: the study at one look."""
     table = effects_table(profile, results_dir, scales=scales)
     rows = forest_rows(table[table.set == MEAN_SET], by_task=True).assign(bold=False)
     fig = forest_figure(rows, f"{smoke_note(profile)}Every comparison of the study: effect on "
                         f"the mean of the sets (profile {profile})", style, figsize)
-    png, svg = save_figure(fig, "study-effects", profile, results_dir)
-    return FigureFiles([png], [svg], "One row per comparison; details on each task's page.")
+    files = FigureFiles([], [], "One row per comparison; details on each task's page.")
+    folder = Path(out_dir) if out_dir is not None else figures_dir(profile, results_dir)
+    files.add(save_figure(fig, folder / "study-effects", formats))
+    return files
 
 
 def ladder_curves(results_dir=None, style: dict | str | None = None,
-                  figsize: tuple[float, float] | None = None) -> FigureFiles:
+                  figsize: tuple[float, float] | None = None,
+                  formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
     """PSNR against HR pixels seen in training for the ladder's runs (committed runs only)."""
     points = ladder_points(results_dir)
     sets = ordered_sets(points.set) or ["B100"]
@@ -175,10 +181,12 @@ def ladder_curves(results_dir=None, style: dict | str | None = None,
     title = (f"Task-4 baseline and the contested factors at x{LADDER_SCALE}: 1x, {budgets} "
              "the cpu budget (committed runs)")
     fig = ladder_figure(points, original_points(), sets, title, style, figsize)
-    png, svg = save_figure(fig, f"ladder-x{LADDER_SCALE}", "cpu", results_dir)
-    return FigureFiles([png], [svg], "Line: mean over the committed seeds (bar: their range). "
-                                     "Star (B100 panel): the original study's logged B100 best "
-                                     "at its own budget (its task 4 had 32 channels).")
+    files = FigureFiles([], [], "Line: mean over the committed seeds (bar: their range). "
+                                "Star (B100 panel): the original study's logged B100 best "
+                                "at its own budget (its task 4 had 32 channels).")
+    folder = Path(out_dir) if out_dir is not None else figures_dir("cpu", results_dir)
+    files.add(save_figure(fig, folder / f"ladder-x{LADDER_SCALE}", formats))
+    return files
 
 
 def ladder_tables(results_dir=None) -> Html:

@@ -15,11 +15,14 @@ from ablation.errors import check_choice
 from ._tables import table_sets
 
 SMOKE_WARNING = "smoke run: numbers are not findings"
-TABLE_STYLE = "overflow-x:auto; font-size:0.85em"
-TABLE_CSS = ("<style>table.ablation-results td, table.ablation-study td, "
-             "table.ablation-published td, table.ablation-runs td {padding: 2px 8px; "
-             "vertical-align: top} .ablation-not-run {color: #b3261e; font-weight: 600}"
-             "</style>")
+TABLE_STYLE = "overflow-x:auto; max-width:100%; font-size:0.85em"  # a wide table scrolls
+_TABLES = ("table.ablation-results", "table.ablation-study", "table.ablation-published",
+           "table.ablation-runs", "table.ablation-compute")
+# numbers never wrap inside a cell (the table scrolls instead); only notes and statuses wrap
+TABLE_CSS = ("<style>" + ", ".join(f"{t} td, {t} th" for t in _TABLES)
+             + " {padding: 2px 8px; vertical-align: top; white-space: nowrap} "
+             "td.ablation-wrap {white-space: normal; min-width: 12em} "
+             ".ablation-not-run {color: #b3261e; font-weight: 600}</style>")
 
 
 @dataclass
@@ -111,13 +114,14 @@ def _is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def render_task_table(table: pd.DataFrame, profile: str) -> Html:
+def render_task_table(table: pd.DataFrame, profile: str, banner: bool = True) -> Html:
     """HTML of :func:`task_table`: the best PSNR per set and scale in bold, not-run rows marked.
 
-    Rows carry ``class="ablation-row ablation-<role>"`` so tests can count them.
+    Rows carry ``class="ablation-row ablation-<role>"`` so tests can count them. ``banner``:
+    start with :func:`profile_banner` (a task page shows it once, above its runs).
     """
     sets = table_sets(table)
-    head = "".join(f"<th>{esc(s)}<br/>PSNR / SSIM</th>" for s in sets)
+    head = "".join(f"<th>{esc(s)}</th>" for s in sets)
     best = _best_per_scale(table, sets)
     body = []
     for _, r in table.iterrows():
@@ -135,16 +139,19 @@ def render_task_table(table: pd.DataFrame, profile: str) -> Html:
             f'<tr class="ablation-row ablation-{r.role}" data-variant="{esc(r.variant)}">'
             f"<td>{esc(r.label)}</td><td>{esc(r.role)}</td><td>x{r.scale}</td>"
             f"<td>{r.seeds}</td>{''.join(cells)}<td>{fmt_count(r.params)}</td>"
-            f"<td>{fmt_count(r['FLOPs/pixel'])}</td><td>{gfl}</td><td>{status}</td></tr>")
+            f"<td>{fmt_count(r['FLOPs/pixel'])}</td><td>{gfl}</td>"
+            f'<td class="ablation-wrap">{status}</td></tr>')
     table_html = (
         f'<div style="{TABLE_STYLE}"><table class="ablation-results"><thead><tr><th>model</th>'
-        f"<th>role</th><th>scale</th><th>seeds</th>{head}<th>params</th><th>FLOPs per "
-        "pixel</th><th>GFLOPs per 1280x720</th><th>status</th></tr></thead>"
+        f"<th>role</th><th>scale</th><th>seeds</th>{head}<th>params</th><th>FLOPs/px</th>"
+        "<th>GFLOPs</th><th>status</th></tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>")
-    note = ("<p>PSNR in dB and SSIM on Y (BT.601), <code>scale</code> pixels shaved, output "
-            "rounded to 8 bits; mean ± std over seeds when there are several. Bold: best on the "
-            "set at that scale.</p>")
-    return Html(profile_banner(profile).html + table_html + note, table.to_string())
+    note = ("<p>Each set: PSNR (dB) / SSIM on Y (BT.601), <code>scale</code> pixels shaved, "
+            "output rounded to 8 bits; mean ± std over seeds when there are several. Bold: best "
+            "on the set at that scale. FLOPs/px: per output pixel; GFLOPs: per 1280x720 "
+            "output frame.</p>")
+    top = profile_banner(profile).html if banner else TABLE_CSS
+    return Html(top + table_html + note, table.to_string())
 
 
 def _best_per_scale(table: pd.DataFrame, sets: list[str]) -> dict[tuple[int, str], str]:
@@ -186,7 +193,8 @@ def _study_row_html(ours: pd.Series, orig: pd.Series | None) -> str:
     return (f'<tr class="ablation-row ablation-ours" data-variant="{esc(ours.variant)}">'
             f"<td>{task}</td><td>{esc(ours.model)}</td><td>{int(ours.seeds)}</td>"
             f"{''.join(cells)}"
-            f"<td>{fmt_count(ours.params)}</td><td>{gfl}</td><td>{note}</td></tr>")
+            f'<td>{fmt_count(ours.params)}</td><td>{gfl}</td><td class="ablation-wrap">{note}'
+            "</td></tr>")
 
 
 def _published_html(sub: pd.DataFrame) -> str:
@@ -194,7 +202,7 @@ def _published_html(sub: pd.DataFrame) -> str:
     rows = "".join(
         f'<tr class="ablation-row ablation-literature"><td>{esc(r.model)}</td>'
         + "".join(f"<td>{_psnr_ssim_cell(r, s)}</td>" for s in BENCHMARKS)
-        + f"<td>{fmt_count(r.params)}</td><td>{esc(r.source)}</td></tr>"
+        + f'<td>{fmt_count(r.params)}</td><td class="ablation-wrap">{esc(r.source)}</td></tr>'
         for _, r in sub.iterrows())
     head = "".join(f"<th>{s}</th>" for s in BENCHMARKS)
     return (f'<div style="{TABLE_STYLE}"><table class="ablation-published"><thead><tr>'
@@ -216,7 +224,7 @@ def render_study_table(table: pd.DataFrame, profile: str) -> Html:
             for _, r in ours.iterrows())
         parts.append(f"<h3>x{int(scale)}</h3><div style=\"{TABLE_STYLE}\">"
                      f'<table class="ablation-study"><thead><tr><th>task</th><th>model</th>'
-                     f"<th>seeds</th>{head}<th>params</th><th>GFLOPs per 1280x720</th>"
+                     f"<th>seeds</th>{head}<th>params</th><th>GFLOPs</th>"
                      f"<th>note</th></tr></thead><tbody>{body}</tbody></table></div>")
         published = sub[sub.model.str.endswith("(published)")]
         if len(published):
@@ -226,5 +234,5 @@ def render_study_table(table: pd.DataFrame, profile: str) -> Html:
                  "seeds). <i>orig.</i>: the original study's README (PSNR only, checkpoints "
                  "selected on test sets, non-standard test files: see <i>Differences from the "
                  "original study</i>). Published rows: the papers and re-evaluations named in "
-                 "the source column.</p>")
+                 "the source column. GFLOPs: per 1280x720 output frame.</p>")
     return Html("".join(parts), table.to_string())

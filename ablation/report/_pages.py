@@ -16,7 +16,17 @@ from ablation.planning import planned_runs
 from ablation.tasks import BICUBIC, TASKS
 
 from ._effects import AGGREGATION_RULE, effects_table
-from ._figures import FigureFiles, comparison_figure, curves_figure, new_figure, save_figure
+from ._figures import (
+    DEFAULT_FORMATS,
+    FigureFiles,
+    Style,
+    comparison_figure,
+    cost_plot,
+    curves_figure,
+    figure_style,
+    figures_dir,
+    save_figure,
+)
 from ._findings import ladder_conclusion, study_hours
 from ._html import (
     SMOKE_WARNING,
@@ -47,41 +57,49 @@ def results_table(runs: TaskRuns) -> Html:
     """The task's results table for a :class:`TaskRuns` (one call in the notebook)."""
     table = task_table(runs.planned, load_runs(runs.profile, runs.results_dir), runs.profile,
                        runs.status())
-    return render_task_table(table, runs.profile)
+    return render_task_table(table, runs.profile, banner=False)  # the runs section has it
 
 
-def training_curves(runs: TaskRuns) -> FigureFiles:
-    """One curves figure per scale of the page, saved and shown."""
-    pngs, svgs = [], []
+def training_curves(runs: TaskRuns, style: Style = None,
+                    figsize: tuple[float, float] | None = None,
+                    formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
+    """One curves figure per scale of the page, saved (``formats``, into ``out_dir``, default
+    ``results/<profile>/figures``) and shown; ``style``/``figsize`` as in
+    :func:`~ablation.report.curves_figure`."""
+    folder = Path(out_dir) if out_dir is not None else figures_dir(runs.profile,
+                                                                     runs.results_dir)
+    files = FigureFiles([], [], "Loss per logged step; one line per model and seed.")
     for scale in runs.scales:
         planned = [p for p in runs.planned if p.scale == scale]
         hist = load_histories(planned, runs.profile, runs.results_dir)
         title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}: training "
                  f"(profile {runs.profile}; validation = held-out training images)")
-        fig = curves_figure(hist, title)
-        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-curves", runs.profile,
-                               runs.results_dir)
-        pngs.append(png)
-        svgs.append(svg)
-    return FigureFiles(pngs, svgs, "Loss per logged step; one line per model and seed.")
+        with figure_style(style):
+            fig = curves_figure(hist, title, style, figsize)
+            files.add(save_figure(fig, folder / f"task{runs.task:02d}-x{scale}-curves",
+                                  formats))
+    return files
 
 
-def visual_comparison(runs: TaskRuns, images: Sequence[Path] | None = None) -> FigureFiles:
+def visual_comparison(runs: TaskRuns, images: Sequence[Path] | None = None,
+                      style: Style = None, figsize: tuple[float, float] | None = None,
+                      formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
     """Zoomed crops of a few benchmark images: HR, bicubic and every model, PSNR per panel."""
     images = list(images) if images is not None else pick_images(runs.profile, runs.data_dir)
-    pngs, svgs = [], []
+    folder = Path(out_dir) if out_dir is not None else figures_dir(runs.profile,
+                                                                     runs.results_dir)
+    files = FigureFiles([], [], "Nearest-neighbour zoom; seed 0 of each model.")
     for scale in runs.scales:
         rows = comparison_panels(runs.planned, scale, runs.profile, runs.results_dir,
                                  runs.data_dir, images)
         title = (f"{smoke_note(runs.profile)}Task {runs.task}, x{scale}, profile "
                  f"{runs.profile}: the {CROP_HR}-pixel crop where bicubic errs most "
                  "(PSNR of the crop, Y channel)")
-        fig = comparison_figure(rows, title)
-        png, svg = save_figure(fig, f"task{runs.task:02d}-x{scale}-visual", runs.profile,
-                               runs.results_dir)
-        pngs.append(png)
-        svgs.append(svg)
-    return FigureFiles(pngs, svgs, "Nearest-neighbour zoom; seed 0 of each model.")
+        with figure_style(style):
+            fig = comparison_figure(rows, title, style, figsize)
+            files.add(save_figure(fig, folder / f"task{runs.task:02d}-x{scale}-visual",
+                                  formats))
+    return files
 
 
 def conclusion(runs: TaskRuns) -> Html:
@@ -108,8 +126,11 @@ def study_results(profile: str = "cpu", results_dir=None, scales: Iterable[int] 
 
 
 def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | None = None,
-                seeds: Iterable[int] | None = None) -> FigureFiles:
-    """PSNR against GFLOPs at 1280x720 for every finished run at ``scale`` (log x)."""
+                seeds: Iterable[int] | None = None, style: Style = None,
+                figsize: tuple[float, float] | None = None,
+                formats: Iterable[str] = DEFAULT_FORMATS, out_dir=None) -> FigureFiles:
+    """PSNR against GFLOPs at 1280x720 for every finished run at ``scale`` (log x), saved in
+    ``formats`` into ``out_dir`` (default ``results/<profile>/figures``)."""
     runs = load_runs(profile, results_dir)
     if seeds is not None and not runs.empty:
         runs = runs[runs.seed.isin({int(s) for s in seeds}) | computed_mask(runs)]
@@ -117,25 +138,19 @@ def cost_figure(profile: str, results_dir=None, scale: int = 2, set_name: str | 
     agg = agg[(agg.scale == scale) & ~computed_mask(agg)] if not agg.empty else agg
     set_name = set_name or (ordered_sets(agg.set)[0] if not agg.empty else "Set5")
     sub = agg[agg.set == set_name] if not agg.empty else agg
-    fig = new_figure(7, 4.2)
-    ax = fig.subplots()
-    for i, (_, r) in enumerate(sub.iterrows()):
-        ax.scatter(max(r.gflops_720p, 1e-3), r.psnr, color=f"C{i % 10}")
-        ax.annotate(f"{int(r.task)}: {r.variant}", (max(r.gflops_720p, 1e-3), r.psnr),
-                    fontsize=7, xytext=(3, 3), textcoords="offset points")
+    points = pd.DataFrame({"gflops": list(sub.gflops_720p), "psnr": list(sub.psnr),
+                           "label": [f"{int(t)}: {v}" for t, v in zip(sub.task, sub.variant,
+                                                                     strict=True)]})
     bic = runs[(runs.variant == BICUBIC.name) & (runs.scale == scale) & (runs.set == set_name)] \
         if not runs.empty else runs
-    if len(bic):
-        ax.axhline(float(bic.psnr.mean()), color="gray", ls="--", lw=1, label="bicubic")
-        ax.legend(fontsize=8)
-    ax.set(xscale="log", xlabel="GFLOPs per 1280x720 output frame",
-           ylabel=f"{set_name} PSNR (dB)")
-    if sub.empty:
-        ax.text(0.5, 0.5, "no finished runs", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle(f"{smoke_note(profile)}Cost against quality at x{scale} (profile {profile})",
-                 fontsize=9)
-    png, svg = save_figure(fig, f"study-x{scale}-cost", profile, results_dir)
-    return FigureFiles([png], [svg], "Each point: mean over seeds of one variant.")
+    title = f"{smoke_note(profile)}Cost against quality at x{scale} (profile {profile})"
+    folder = Path(out_dir) if out_dir is not None else figures_dir(profile, results_dir)
+    files = FigureFiles([], [], "Each point: mean over seeds of one variant.")
+    with figure_style(style):
+        fig = cost_plot(points, set_name, title, float(bic.psnr.mean()) if len(bic) else None,
+                        style, figsize)
+        files.add(save_figure(fig, folder / f"study-x{scale}-cost", formats))
+    return files
 
 
 def study_conclusion(profile: str = "cpu", results_dir=None, scales: Iterable[int] = (2,)
