@@ -128,7 +128,8 @@ def plan(s: Settings) -> list[Job]:
         jobs.append(Job(RESULTS, replace(common, scales=ref_scales).values(RESULTS.parameters),
                         RESULTS.output(s.book_dir), [r.key for r in refs if not r.skip_reason],
                         True, 2))
-    jobs.append(Job(FINDINGS, replace(common, scales=tuple(s.scales)).values(FINDINGS.parameters),
+    jobs.append(Job(FINDINGS, replace(common, scales=tuple(s.scales or SCALES)
+                            ).values(FINDINGS.parameters),
                     FINDINGS.output(s.book_dir), [], True, 2))
     if s.profile == "cpu":  # the ladder page reads committed runs only: it never trains
         jobs.append(Job(LADDER, common.values(LADDER.parameters), LADDER.output(s.book_dir), [],
