@@ -27,9 +27,7 @@ from ablation import paths
 from ablation.config import BENCHMARKS, canonical_set
 from ablation.errors import DataError
 from ablation.fs import atomic_write_text
-from ablation.images import IMAGE_SUFFIXES, list_images
-
-MANIFEST = "SHA256SUMS"
+from ablation.images import IMAGE_SUFFIXES, MANIFEST, list_images
 
 
 @dataclass(frozen=True)

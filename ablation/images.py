@@ -20,6 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ablation.errors import DataError
 from ablation.fs import atomic_write
 
+# The checksum manifest ``ablation data fetch`` writes into every dataset folder.
+MANIFEST = "SHA256SUMS"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # Bytes of float64 temporaries one block of rows may use while converting to 8 bits.
 ROWS_BYTES = 8 << 20
@@ -84,8 +86,6 @@ def in_dataset(path: Path) -> bool:
     """Whether ``path`` belongs to a fetched dataset (a ``SHA256SUMS`` manifest in one of its
     folders, as ``ablation data fetch`` writes): such a file is fixed by fetching it again; a
     user's own file (an upscale input, a custom test or training folder) is not."""
-    from ablation.data import MANIFEST  # data imports this module
-
     return any((folder / MANIFEST).is_file() for folder in list(Path(path).parents)[:4])
 
 
