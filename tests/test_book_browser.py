@@ -174,3 +174,17 @@ def test_no_page_of_the_book_shows_a_traceback(built_book):
         assert "Traceback" not in text, page
         placeholder = "has not been computed yet" in text  # scales the sweep didn't run
         assert profile_marked(text) or page.stem in book.STATIC_PAGES or placeholder, page
+
+
+def test_built_pages_and_their_notebooks_name_no_machine_path(built_book):
+    """No published page or downloadable .ipynb shows where the checkout or the home folder
+    lives on the machine that built it (the sweep writes paths relative to the repository)."""
+    html_dir, _ = built_book
+    machine = [str(Path(__file__).resolve().parents[1]), str(Path.home())]
+    machine = [m for m in machine if len(m) > 1]
+    files = [p for p in html_dir.parent.rglob("*") if p.suffix in (".html", ".ipynb")]
+    assert any(p.suffix == ".ipynb" for p in files) and any(p.suffix == ".html" for p in files)
+    for path in files:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for prefix in machine:
+            assert not re.search(re.escape(prefix) + r"(?=[/\"'\s<]|$)", text), (path, prefix)
