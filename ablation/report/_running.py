@@ -139,11 +139,11 @@ def run_task(task: int, profile: str = "cpu", scales: Sequence[int] | None = Non
 
     t = get_task(task)
     check_choice("profile", profile, PROFILE_NAMES)
-    check_run_inputs(list(seeds), results_dir, data_dir, iterations, device)  # else every
-    # run would show "not run: ..." on a page that exits 0
     scales = [int(s) for s in (scales or t.scales)]
     for s in scales:  # an unsupported scale fails in one line before anything is written
         check_choice("scale", s, SCALES)
+    check_run_inputs(list(seeds), results_dir, data_dir, iterations, device)  # else every
+    # run would show "not run: ..." on a page that exits 0
     out = TaskRuns(t.number, profile, scales, [int(s) for s in seeds] or [0],
                    list(variants or []), _str_or_none(results_dir), _str_or_none(data_dir))
     progress = interactive() if progress is None else progress
