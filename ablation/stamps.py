@@ -32,13 +32,15 @@ def run_hash(results_root: Path, key: str) -> str | None:
     return None if m is None else m.get("config_hash")
 
 
-def results_digest(results_root: Path) -> str:
-    """Digest of every finished run of a profile (path, config hash, mtime); damaged runs
-    (see :func:`ablation.results.check_run`) count as absent."""
+def results_digest(results_root: Path,
+                   patterns: tuple[str, ...] = ("task*/*/x*/seed*/metrics.json",)) -> str:
+    """Digest of every finished run of a profile (path, config hash, mtime), or of the runs
+    matching ``patterns``; damaged runs (see :func:`ablation.results.check_run`) count as
+    absent."""
     from ablation.results import check_run
 
     h = hashlib.sha256()
-    for f in sorted(results_root.glob("task*/*/x*/seed*/metrics.json")):
+    for f in sorted({f for p in patterns for f in results_root.glob(p)}):
         m = check_run(f.parent).metrics
         with contextlib.suppress(OSError):
             if m is not None:
@@ -98,7 +100,16 @@ def is_up_to_date(job: Job, s: Settings, src_digest: str) -> bool:
         now = run_hash(s.results_root, key)
         if now is None or stamp.get("runs", {}).get(key) != now:
             return False
+    if job.all_seeds and stamp.get("seeds") != seeds_digest(job, s):
+        return False
     return not job.depends_on_all or stamp.get("all_runs") == page_runs_digest(job, s)
+
+
+def seeds_digest(job: Job, s: Settings) -> str:
+    """Digest of every finished seed of the runs a task page shows (it averages all the seeds
+    on disk): a new seed of one of them makes the page stale, a run of another task does not."""
+    groups = sorted({key.rsplit("/", 1)[0] for key in job.expected_runs})
+    return results_digest(s.results_root, tuple(f"{g}/seed*/metrics.json" for g in groups))
 
 
 def page_runs_digest(job: Job, s: Settings) -> str:

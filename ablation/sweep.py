@@ -50,7 +50,14 @@ from ablation.errors import AblationError, ConfigError, check_choice
 from ablation.fs import atomic_write_text, exclusive_lock
 from ablation.parameters import NotebookParameters
 from ablation.planning import planned_runs
-from ablation.stamps import is_up_to_date, jsonable, page_runs_digest, run_hash, source_digest
+from ablation.stamps import (
+    is_up_to_date,
+    jsonable,
+    page_runs_digest,
+    run_hash,
+    seeds_digest,
+    source_digest,
+)
 from ablation.tasks import REFERENCE, TASK_RANGE, TASKS, parse_tasks
 
 TMP_DIR = ".sweep-tmp"
@@ -75,9 +82,10 @@ class Job:
     params: dict
     output: Path
     expected_runs: list[str] = field(default_factory=list)  # run keys that must be finished
-    depends_on_all: bool = False  # it shows every seed (or every run) of the profile on disk
+    depends_on_all: bool = False  # it shows every run of the profile on disk
     phase: int = 1  # 1: task pages and method (parallel), 2: results, 3: conclusion
     other_profiles: tuple[str, ...] = ()  # results folders of other profiles it reads
+    all_seeds: bool = False  # it shows every seed on disk of its expected runs
 
     @property
     def stamp(self) -> Path:
@@ -118,7 +126,7 @@ def plan(s: Settings) -> list[Job]:
         runs = planned_runs(page.task, [page.scale], s.seeds, (), s.profile)
         jobs.append(Job(page, replace(common, scales=(page.scale,)).values(page.parameters),
                         page.output(s.book_dir), [r.key for r in runs if not r.skip_reason],
-                        True))  # it shows the mean over every seed on disk
+                        all_seeds=True))  # it shows the mean over every seed on disk
     if not s.pages:
         return jobs
     jobs.append(Job(METHOD, common.values(METHOD.parameters), METHOD.output(s.book_dir)))
@@ -235,6 +243,7 @@ def execute(job: Job, settings: Settings, env: dict[str, str] | None = None) -> 
                  params=jsonable(job.params), source=digest, seconds=round(seconds, 1),
                  runs={k: run_hash(settings.results_root, k) for k in job.expected_runs},
                  all_runs=page_runs_digest(job, settings) if job.depends_on_all else None,
+                 seeds=seeds_digest(job, settings) if job.all_seeds else None,
                  finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
     atomic_write_text(job.stamp, json.dumps(stamp, indent=2))
     return dict(name=job.page.name, status="failed" if error else "ran", error=error,

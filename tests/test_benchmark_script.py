@@ -27,7 +27,9 @@ def test_train_throughput_prints_ratios(data_dir):
     assert float(speedup.group(1)) > 0 and 0 < float(fraction.group(1)) < 1.5
     baseline = next(line for line in lines if line.startswith("task4 baseline  ours"))
     ours, ref = map(float, re.findall(r"([\d.]+) it/s", baseline))
-    assert float(speedup.group(1)) == pytest.approx(ours / ref, abs=0.02)
+    # it/s are printed to 2 decimals: at a few it/s their rounding moves the ratio by more
+    rounding = (ours / ref) * (0.005 / ours + 0.005 / ref)
+    assert float(speedup.group(1)) == pytest.approx(ours / ref, abs=0.01 + rounding)
     # the conv-time bound of each model is printed, and can't be slower than the loop itself
     bound = next(line for line in lines if line.startswith("task4 baseline  per step"))
     ceiling = float(re.search(r"convs alone allow ([\d.]+) it/s", bound).group(1))

@@ -85,7 +85,8 @@ def finish_fake(job: sweep.Job, s: sweep.Settings, digest: str) -> None:
     job.stamp.write_text(json.dumps(dict(
         status="ok", params=job.params, source=digest,
         runs={k: sweep.run_hash(s.results_root, k) for k in job.expected_runs},
-        all_runs=sweep.page_runs_digest(job, s) if job.depends_on_all else None)))
+        all_runs=sweep.page_runs_digest(job, s) if job.depends_on_all else None,
+        seeds=sweep.seeds_digest(job, s) if job.all_seeds else None)))
 
 
 def test_stamp_decides_what_is_up_to_date(tmp_path):
@@ -94,7 +95,7 @@ def test_stamp_decides_what_is_up_to_date(tmp_path):
     assert task_job.expected_runs == ["task00/bicubic/x2/seed0", "task03/8layers_grc/x2/seed0",
                                       "task04/baseline/x2/seed0"]  # the seeds it trains
     assert (results.phase, findings.phase, conclusion.phase, method.phase) == (2, 2, 3, 1)
-    assert task_job.depends_on_all  # it shows every seed on disk
+    assert task_job.all_seeds and not task_job.depends_on_all  # every seed of its runs
     assert not sweep.is_up_to_date(task_job, s, "src")
     finish_fake(task_job, s, "src")
     assert sweep.is_up_to_date(task_job, s, "src")
@@ -108,6 +109,11 @@ def test_stamp_decides_what_is_up_to_date(tmp_path):
     assert sweep.is_up_to_date(conclusion, s, "src")
     finish_fake(task_job, s, "src")  # a new run appears: pages reading every run are stale
     assert not sweep.is_up_to_date(conclusion, s, "src")
+    assert sweep.is_up_to_date(task_job, s, "src")
+    fake_run(s.results_dir, 9, "l2", 2, 0, dict(Set5=30.0), s.profile, config_hash="h-l2")
+    assert sweep.is_up_to_date(task_job, s, "src")  # another task's run: not shown here
+    fake_run(s.results_dir, 4, "baseline", 2, 1, dict(Set5=30.1), s.profile, config_hash="h1")
+    assert not sweep.is_up_to_date(task_job, s, "src")  # a new seed of a run it shows
 
 
 def test_ladder_page_goes_stale_when_a_ladder_run_lands(tmp_path):
