@@ -5,9 +5,10 @@ the kernel with ``munmap`` as soon as they are freed. A training step frees and 
 the same activation tensors every iteration, so every iteration page-faults them in again and
 the kernel zeroes them: about 52,000 minor page faults per step (~200 MB of fresh pages) for the
 task-4 baseline at batch 16, LR patch 48, roughly 15% of a CPU step on 2 cores. Raising the
-mmap and trim thresholds for the length of the loop keeps those blocks in the heap and the
-faults drop to ~0 (tests/test_hostmem.py counts them). This is what tcmalloc or jemalloc give
-via ``LD_PRELOAD``, without asking the user to preload anything.
+mmap and trim thresholds for the length of the loop keeps those blocks in the heap: a typical
+step then faults ~0 pages, and an odd step still grows the heap by an activation or two while
+its free blocks settle (tests/test_hostmem.py counts them per step). This is what tcmalloc or
+jemalloc give via ``LD_PRELOAD``, without asking the user to preload anything.
 
 Linux with glibc only; elsewhere (macOS, musl, Windows) :func:`reuse_freed_memory` does nothing.
 """

@@ -9,7 +9,7 @@ import pytest
 from ablation.hostmem import reuse_freed_memory
 
 PROBE = """
-import resource, torch
+import resource, statistics, torch
 from ablation.hostmem import reuse_freed_memory
 from ablation.models import build_model
 from ablation.tasks import BASELINE
@@ -19,22 +19,23 @@ model = build_model(BASELINE, 2)
 opt = torch.optim.Adam(model.parameters())
 lr_img, hr_img = torch.rand(8, 3, 48, 48), torch.rand(8, 3, 96, 96)
 
-def faults_per_step(n=4):
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+def faults_per_step(n):
+    counts = []
     for _ in range(n):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         loss = torch.nn.functional.l1_loss(model(lr_img), hr_img)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / n
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return counts
 
-faults_per_step(2)
-plain = faults_per_step()
+faults_per_step(1)
+plain = faults_per_step(3)
 with reuse_freed_memory() as active:
-    faults_per_step(2)
-    tuned = faults_per_step()
-after = faults_per_step()
-print(active, plain, tuned, after)
+    tuned = faults_per_step(8)[1:]  # the first step fills the heap
+after = faults_per_step(3)
+print(active, *(statistics.median(c) for c in (plain, tuned, after)))
 """
 
 
@@ -47,7 +48,10 @@ def test_reuse_freed_memory_removes_page_faults():
     assert active
     pages = 8 * 64 * 48 * 48 * 4 / 4096  # one activation of this step: 4.7 MB = 1152 pages
     assert plain > 4 * pages  # freed activations go back to the kernel and fault back in
-    assert tuned < 0.05 * plain  # kept in the heap: (almost) no faults
+    # kept in the heap: a typical step faults (almost) nothing. Medians, because while its free
+    # blocks settle the heap still grows by an activation or two in an odd step (seen: 1152 and
+    # 2304 faults among zeros), and a mean over four steps once read 2304 on CI.
+    assert tuned < 0.05 * plain
     assert after > 0.5 * plain  # on exit, freed memory goes back to the kernel again
 
 
