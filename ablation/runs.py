@@ -15,6 +15,8 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
 from ablation import results as results_mod
 from ablation.costs import frame_flops
 from ablation.errors import AblationError, ConfigError, DiskWriteError
@@ -27,6 +29,19 @@ from ablation.train import RunResult, train
 
 # "1": only reuse finished runs, never train or evaluate (the Pages workflow, `--publish`)
 REUSE_ONLY_ENV = "ABLATION_REUSE_ONLY"
+
+
+def cpu_share(cpu_seconds: float, wall_seconds: float, threads: int) -> float | None:
+    """Fraction of its threads' wall time a CPU run spent on the cores (``metrics.json``'s
+    ``cpu_share``); None when it can't be told (no wall time).
+
+    A run alone on the machine keeps its intra-op threads busy (oneDNN's threads spin between
+    kernels): about 0.9-1.0. Work sharing the cores takes time slices away and the share drops,
+    so its wall-time figures are not this machine's speed (the method page marks those runs).
+    """
+    if wall_seconds <= 0 or threads < 1:
+        return None
+    return cpu_seconds / (wall_seconds * threads)
 
 
 class RunLocked(AblationError):
@@ -108,7 +123,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             for name in ("metrics.json", "state.pt"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(folder / name)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if run.trainable:
             res: RunResult = train(run, out_dir=folder)
             t1 = time.perf_counter()
@@ -120,6 +135,9 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             flops = flops_per_output_pixel(v.spec, scale)
             info = dict(params=count_params(v.spec, scale), train_seconds=res.seconds,
                         eval_seconds=time.perf_counter() - t1, device=res.device)
+            if res.device == "cpu":  # over what this process did: a resumed run's last part
+                info["cpu_share"] = cpu_share(time.process_time() - c0,
+                                              time.perf_counter() - t0, torch.get_num_threads())
         else:  # the computed reference: the protocol's bicubic, evaluated only
             per_image = evaluate(Bicubic(scale), run.config.eval_sets, scale, variant, data_dir)
             label, flops = v.label, 0.0
@@ -139,6 +157,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             iterations=run.config.iterations if run.trainable else 0,
             train_seconds=info["train_seconds"],
             eval_seconds=info["eval_seconds"],
+            cpu_share=info.get("cpu_share"),
             device=info["device"],
             sets={r.set: dict(psnr=r.psnr, ssim=r.ssim, n_images=int(r.n_images))
                   for r in summary.itertuples()},

@@ -244,6 +244,11 @@ def test_real_smoke_task(tmp_path, data_dir):
     assert report.training_curves(runs).pngs[0].exists()
     assert report.visual_comparison(runs).pngs[0].exists()
     assert "highest PSNR" in report.conclusion(runs).html
+    from ablation import results as results_mod
+
+    shares = [m.get("cpu_share") for m in results_mod.iter_metrics("smoke", tmp_path / "results")
+              if m["variant"] != "bicubic"]
+    assert len(shares) == 2 and all(0 < x < 2 for x in shares)  # recorded for CPU runs
     again = report.run_task(2, profile="smoke", data_dir=data_dir,
                             results_dir=tmp_path / "results", iterations=2, progress=False)
     assert [r["status"] for r in again.records] == ["reused"] * 3
@@ -293,3 +298,29 @@ def test_study_table_notes_a_run_trained_with_its_own_settings(tmp_path):
     note = table[table.variant == "edsr_baseline"].note.iloc[0]
     assert note == "cpu profile: peak learning rate 0.0005 (diverges at 2e-3)"
     assert table[table.variant == "baseline"].note.iloc[0].startswith("not run")
+
+
+def test_cpu_share_is_cpu_time_over_threads_wall_time():
+    from ablation.runs import cpu_share
+
+    assert cpu_share(18.0, 10.0, 2) == pytest.approx(0.9)
+    assert cpu_share(10.0, 10.0, 2) == pytest.approx(0.5)  # half its threads' time
+    assert cpu_share(1.0, 0.0, 2) is None
+
+
+def test_compute_table_marks_runs_that_shared_the_cores(tmp_path):
+    sets = {"Set5": 30.0}
+    shares = {"baseline": 0.95, "batchnorm": 0.55, "resblocks": None}
+    for variant, share in shares.items():
+        task = {"baseline": 4, "batchnorm": 5, "resblocks": 6}[variant]
+        folder = fake_runs.fake_run(tmp_path, task, variant, 2, 0, sets)
+        m = json.loads((folder / "metrics.json").read_text())
+        if share is not None:
+            m["cpu_share"] = share
+        (folder / "metrics.json").write_text(json.dumps(m))
+    html = report.compute_table("cpu", tmp_path).html
+    rows = {r.split("</td>")[1].removeprefix("<td>"): r for r in html.split("<tr>")[2:]}
+    assert "95%" in rows["baseline"] and "shared" not in rows["baseline"]
+    assert "55% &#8224; shared" in rows["batchnorm"]
+    assert "not recorded" in rows["resblocks"]
+    assert "the 1 run(s) under 80%" in html

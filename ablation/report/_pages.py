@@ -5,6 +5,7 @@ modules beside it and returns something the notebook displays."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -192,30 +193,55 @@ def method_profiles(profile: str = "cpu") -> Html:
                 f"<tbody>{body}</tbody></table>", table.to_string())
 
 
+SHARED_BELOW = 0.8  # a CPU run that got less of its threads' time shared the cores
+
+
+def _share(m: dict) -> float | None:
+    x = m.get("cpu_share")
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+    return float(x) if ok else None
+
+
 def compute_table(profile: str = "cpu", results_dir=None) -> Html:
     """Wall time of every finished run (training and evaluation) and the study's total, read
-    from each run's metrics.json: what the study cost on the machine that ran it."""
+    from each run's metrics.json: what the study cost on the machine that ran it. A CPU run
+    that shared the cores with other work (``cpu_share`` under ``SHARED_BELOW``) is marked:
+    its minutes are not the machine's speed."""
     rows = []
     for m in results_mod.iter_metrics(profile, results_dir):
         rows.append(dict(task=m.get("task"), variant=m.get("variant"), scale=m.get("scale"),
                          seed=m.get("seed"), device=m.get("device", ""),
                          train_min=(m.get("train_seconds") or 0.0) / 60,
-                         eval_min=(m.get("eval_seconds") or 0.0) / 60))
+                         eval_min=(m.get("eval_seconds") or 0.0) / 60, cpu_share=_share(m)))
     table = pd.DataFrame(rows, columns=["task", "variant", "scale", "seed", "device",
-                                        "train_min", "eval_min"])
+                                        "train_min", "eval_min", "cpu_share"])
     if table.empty:
         return Html(profile_banner(profile).html + "<p>No finished runs yet.</p>", "no runs")
     table = table.sort_values(["task", "variant", "scale", "seed"])
     _, total_h = study_hours(profile, results_dir)  # the one source of the study's time
+
+    def cores(share) -> str:
+        if share is None or pd.isna(share):
+            return "not recorded"
+        mark = " &#8224; shared" if share < SHARED_BELOW else ""
+        return f"{share:.0%}{mark}"
+
     body = "".join(
         f"<tr><td>{r.task}</td><td>{esc(str(r.variant))}</td><td>x{r.scale}</td>"
         f"<td>{r.seed}</td><td>{esc(str(r.device))}</td><td>{r.train_min:.1f}</td>"
-        f"<td>{r.eval_min:.1f}</td></tr>" for r in table.itertuples())
+        f"<td>{r.eval_min:.1f}</td><td>{cores(r.cpu_share)}</td></tr>"
+        for r in table.itertuples())
+    shared = int((table.cpu_share < SHARED_BELOW).sum())
     summary = (f"<p><b>{len(table)} runs, {total_h:.2f} hours of wall time in total</b> "
                f"(training {table.train_min.sum() / 60:.2f} h, evaluation on the benchmarks "
-               f"{table.eval_min.sum() / 60:.2f} h), on the devices listed.</p>")
+               f"{table.eval_min.sum() / 60:.2f} h), on the devices listed. <i>CPU share</i> "
+               "is the part of its threads' wall time a CPU run spent on the cores (about 90-100% "
+               f"alone on the machine); &#8224; marks the {shared} run(s) under "
+               f"{SHARED_BELOW:.0%} that shared the cores with other work, whose minutes "
+               "overstate this machine's time. Runs from before this was recorded say "
+               "so.</p>")
     html = (profile_banner(profile).html + summary +
             '<table class="ablation-compute"><thead><tr><th>task</th><th>variant</th>'
             "<th>scale</th><th>seed</th><th>device</th><th>train (min)</th>"
-            f"<th>eval (min)</th></tr></thead><tbody>{body}</tbody></table>")
+            f"<th>eval (min)</th><th>CPU share</th></tr></thead><tbody>{body}</tbody></table>")
     return Html(html, table.to_string(index=False) + f"\ntotal: {total_h:.2f} h")
