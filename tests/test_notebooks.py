@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -145,3 +146,25 @@ def test_book_builds_with_warnings_as_errors(tmp_path):
     html = book.build(tmp_path / "site" / "book")
     assert (html / "index.html").exists()
     assert (html / "book" / "tasks" / "task04-x2.html").exists()
+
+
+def test_book_lists_pages_swept_at_a_scale_the_task_does_not_define(tmp_path, capsys):
+    """`ablation sweep --scales 3` writes task04-x3 (task 4 defines x2 only): the build adds
+    it to the contents, after task 4's own page, and leaves the committed TOC alone."""
+    book_dir = tmp_path / "site" / "book"
+    extra = next(p for p in book.task_pages(scales=[3], any_scale=True) if p.task == 4)
+    book.ensure_placeholders(book_dir)
+    out = extra.output(book_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(book.notebook_text(book.placeholder_notebook(extra, "Swept at x3.")))
+    assert [p.name for p in book.extra_task_pages(book_dir)] == ["task04-x3"]
+    html = book.build(book_dir)
+    assert "task04-x3" in capsys.readouterr().err
+    page = (html / "book" / "tasks" / "task04-x3.html").read_text(encoding="utf-8")
+    assert "Swept at x3." in page and "Task 4 (x3)" in page
+    before = (html / "book" / "tasks" / "task04-x2.html").read_text(encoding="utf-8")
+    assert re.search(r'<link rel="next"[^>]*href="task04-x3.html"', before)  # it comes next
+    toc = yaml.safe_load(book.toc_yaml(book.extra_task_pages(book_dir)))
+    files = [c["file"] for c in toc["parts"][1]["chapters"]]
+    assert files.index("book/tasks/task04-x3") == files.index("book/tasks/task04-x2") + 1
+    assert (tmp_path / "site" / "_toc.yml").read_text() == (REPO / "_toc.yml").read_text()
