@@ -1,6 +1,6 @@
 """The hand-written prose of the generated study pages (method, results, conclusion).
 
-:mod:`ablation.book` puts these texts around the code cells of ``notebooks/method.ipynb``,
+:mod:`ablation.notebooks` puts these texts around the code cells of ``notebooks/method.ipynb``,
 ``results.ipynb`` and ``conclusion.ipynb``; edit them here and run ``ablation book generate``.
 """
 

@@ -23,8 +23,8 @@ def write_launch_notebooks(book_dir: str | os.PathLike = "book",
     import papermill as pm
 
     from ablation import paths
-    from ablation.book import source_notebook
     from ablation.fs import atomic_write_text
+    from ablation.notebooks import source_notebook
     from ablation.sweep import Settings, plan
     from ablation.tasks import TASKS
 

@@ -20,6 +20,12 @@ def project_root(start: Path | None = None) -> Path | None:
     return None
 
 
+def repo_root() -> Path:
+    """The checkout this package runs from (it holds notebooks/, book/, _config.yml); unlike
+    :func:`project_root`, found from the package's own file, not the working directory."""
+    return Path(__file__).resolve().parents[1]
+
+
 def _default(name: str) -> Path:
     local = Path(name)
     if local.exists():

@@ -29,9 +29,11 @@ import time
 from pathlib import Path
 
 from ablation import book
-from ablation.book import Page, build, pages, repo_root
+from ablation.book import build
 from ablation.command import subcommand_main
 from ablation.errors import AblationError, ConfigError
+from ablation.notebooks import Page, pages
+from ablation.paths import repo_root
 
 PAGES_BRANCH = "gh-pages"
 PROFILE = "cpu"  # the profile whose results are committed, and published

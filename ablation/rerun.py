@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ablation.book import repo_root
 from ablation.errors import ConfigError
 from ablation.parameters import NotebookParameters
+from ablation.paths import repo_root
 
 if TYPE_CHECKING:
     from ablation.report import TaskRuns

@@ -29,25 +29,24 @@ from pathlib import Path
 from typing import Any
 
 from ablation import paths, slurm
-from ablation.book import (
+from ablation.book import ensure_placeholders
+from ablation.command import DATA_DIR_HELP, DEVICE_HELP, RESULTS_HELP, int_list, subcommand_main
+from ablation.config import LADDER as LADDER_BUDGETS
+from ablation.config import PROFILE_NAMES, SCALES
+from ablation.errors import AblationError, ConfigError, check_choice
+from ablation.fs import atomic_write_text, exclusive_lock
+from ablation.notebooks import (
     CONCLUSION,
     FINDINGS,
     LADDER,
     METHOD,
     RESULTS,
     Page,
-    ensure_placeholders,
     notebook_text,
     placeholder_notebook,
-    repo_root,
     source_notebook,
     task_pages,
 )
-from ablation.command import DATA_DIR_HELP, DEVICE_HELP, RESULTS_HELP, int_list, subcommand_main
-from ablation.config import LADDER as LADDER_BUDGETS
-from ablation.config import PROFILE_NAMES, SCALES
-from ablation.errors import AblationError, ConfigError, check_choice
-from ablation.fs import atomic_write_text, exclusive_lock
 from ablation.parameters import NotebookParameters
 from ablation.planning import planned_runs
 from ablation.stamps import (
@@ -165,7 +164,7 @@ def postprocess(nb: Any, error: str = "", title: str | None = None) -> Any:
     and, after a failure, a note at the top."""
     import nbformat
 
-    prefixes = paths.machine_prefixes(repo_root(), os.getcwd())
+    prefixes = paths.machine_prefixes(paths.repo_root(), os.getcwd())
     nb.cells = paths.relative_paths(nb.cells, prefixes)
     nb.metadata = paths.relative_paths(nb.metadata, prefixes)
     error = paths.relative_text(error, prefixes)
@@ -208,7 +207,7 @@ def _finish(job: Job, tmp: Path, error: str) -> None:
         reason = f"This page failed to run in the sweep: {error or 'no output notebook'}."
         nb = nbformat.from_dict(placeholder_notebook(job.page, reason))
         nb.metadata["sr_ablation"]["sweep_error"] = error
-        nb = paths.relative_paths(nb, paths.machine_prefixes(repo_root(), os.getcwd()))
+        nb = paths.relative_paths(nb, paths.machine_prefixes(paths.repo_root(), os.getcwd()))
     else:
         nb = postprocess(nb, error, job.page.title)
     atomic_write_text(job.output, notebook_text(nb))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ablation import book, sweep
+from ablation import book, notebooks, sweep
 from ablation.report import SMOKE_WARNING
 from ablation.rerun import repository
 from ablation.tasks import TASKS, parse_tasks
@@ -151,7 +151,7 @@ def check_buttons_and_rerun(dom: str, task, url: str, branch: str) -> None:
     page = f"{task.key}-x2"
     links = header_links(dom)
     assert links.get("source-repository-button") == url, (page, links)
-    assert links.get("source-edit-button") == f"{url}/edit/{branch}/ablation/book.py", links
+    assert links.get("source-edit-button") == f"{url}/edit/{branch}/ablation/notebooks.py", links
     assert links.get("source-issues-button", "").startswith(f"{url}/issues/new?"), links
     org_repo = url.removeprefix("https://github.com/")
     binder = (f"https://mybinder.org/v2/gh/{org_repo}/{branch}?urlpath=lab/tree/"
@@ -170,7 +170,7 @@ def check_buttons_and_rerun(dom: str, task, url: str, branch: str) -> None:
 def test_no_page_of_the_book_shows_a_traceback(built_book):
     html_dir, _ = built_book
     pages = sorted((html_dir / "book").rglob("*.html"))
-    assert len(pages) >= len(book.pages())
+    assert len(pages) >= len(notebooks.pages())
     for page in pages:
         text = page.read_text(encoding="utf-8")
         assert "Traceback" not in text, page

@@ -186,7 +186,7 @@ from fault_helpers import (
 from PIL import Image
 
 import ablation.train
-from ablation import book, cache, cli, data, download
+from ablation import cache, cli, data, download, notebooks
 from ablation import results as results_mod
 from ablation.archives import safe_extract
 from ablation.checkpoint import FORMAT, load_model, read_checkpoint, save_checkpoint
@@ -349,7 +349,7 @@ def _page_done(job, s) -> bool:
     from ablation import sweep
 
     return sweep.is_up_to_date(job, s, sweep.source_digest(
-        book.source_notebook(job.page, s.notebooks)))
+        notebooks.source_notebook(job.page, s.notebooks)))
 
 
 @pytest.mark.slow
@@ -415,7 +415,7 @@ def test_sweep_killed_mid_run_then_rerun_finishes_the_rest(data_dir, tmp_path, c
 
 def _write_notebook(folder: Path, name: str, code: str) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = dict(book.KERNELSPEC)
+    nb.metadata["kernelspec"] = dict(notebooks.KERNELSPEC)
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}", id="title"),
                 nbformat.v4.new_code_cell('profile = "cpu"\nscales = [2]', id="params"),
                 nbformat.v4.new_code_cell(code, id="body")]

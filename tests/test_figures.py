@@ -13,7 +13,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ablation import book, report
+from ablation import notebooks, report
 from ablation.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def test_cost_figure_labels_never_overlap():
 
 
 def test_restyle_recipe_regenerates_a_figure_without_training(tmp_path, monkeypatch):
-    nb = book.notebooks()["results.ipynb"]
+    nb = notebooks.notebooks()["results.ipynb"]
     recipe = next(c.source for c in nb.cells if c.source.startswith("## Restyle a figure"))
     code = recipe.split("```python\n", 1)[1].split("```", 1)[0]
     assert 'out_dir="my-figures"' in code

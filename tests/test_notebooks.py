@@ -1,4 +1,5 @@
-"""The book's notebooks and table of contents are what ablation.book generates from TASKS."""
+"""The book's notebooks and table of contents are what ablation.notebooks and ablation.book
+generate from TASKS."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import nbformat
 import pytest
 import yaml
 
-from ablation import book, report
+from ablation import book, notebooks, report
 from ablation.config import PROFILE_NAMES, TrainConfig
+from ablation.parameters import PARAMETER_NAMES
 from ablation.tasks import REFERENCE, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ def read(name: str):
 def test_task_parameters_match_config_and_tasks(number):
     p = parameters(read(f"task{number:02d}.ipynb"))
     defaults = TrainConfig()
-    assert tuple(p) == book.PARAMETER_NAMES
+    assert tuple(p) == PARAMETER_NAMES
     assert p["profile"] == defaults.profile and p["profile"] in PROFILE_NAMES
     assert p["scales"] == list(TASKS[number].scales)
     assert p["seeds"] == [defaults.seed]
@@ -57,7 +59,7 @@ def test_task_parameters_match_config_and_tasks(number):
 def test_study_page_parameters():
     results = parameters(read("results.ipynb"))
     assert results["scales"] == list(TASKS[1].scales) == list(REFERENCE.scales)
-    assert set(results) == set(book.PARAMETER_NAMES) - {"variants"}
+    assert set(results) == set(PARAMETER_NAMES) - {"variants"}
     assert results["profile"] == TrainConfig().profile
     assert parameters(read("method.ipynb")) == {"profile": TrainConfig().profile}
     conclusion = parameters(read("conclusion.ipynb"))
@@ -66,21 +68,21 @@ def test_study_page_parameters():
     assert parameters(read("ladder.ipynb")) == {"results_dir": None}  # committed runs only
 
 
-@pytest.mark.parametrize("name", sorted(book.notebooks()))
+@pytest.mark.parametrize("name", sorted(notebooks.notebooks()))
 def test_papermill_sees_every_parameter(name):
     import papermill
 
     assert list(papermill.inspect_notebook(NOTEBOOKS / name)) == list(parameters(read(name)))
 
 
-@pytest.mark.parametrize("name", sorted(book.notebooks()))
+@pytest.mark.parametrize("name", sorted(notebooks.notebooks()))
 def test_committed_notebook_is_the_generated_one(name):
-    generated = book.notebook_text(book.notebooks()[name])
+    generated = notebooks.notebook_text(notebooks.notebooks()[name])
     assert (NOTEBOOKS / name).read_text(encoding="utf-8") == generated, \
         "run `ablation book generate` and commit the result"
 
 
-@pytest.mark.parametrize("name", sorted(book.notebooks()))
+@pytest.mark.parametrize("name", sorted(notebooks.notebooks()))
 def test_notebooks_are_clean(name):
     nb = read(name)
     for cell in nb.cells:
@@ -106,7 +108,7 @@ def test_toc_has_one_page_per_task_and_scale():
     files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
     expected = [f"book/tasks/{t.key}-x{s}" for t in TASKS.values() for s in t.scales]
     assert [f for f in files if f.startswith("book/tasks/")] == expected
-    assert {p.docname for p in book.pages()} <= set(files)
+    assert {p.docname for p in notebooks.pages()} <= set(files)
     for name in book.STATIC_PAGES:  # hand-written pages exist
         assert (REPO / "book" / f"{name}.md").exists()
         assert name == "intro" or f"book/{name}" in files
@@ -133,7 +135,7 @@ def test_book_gitignore_covers_generated_pages():
 def test_placeholder_pages_fill_the_toc(tmp_path):
     written = book.ensure_placeholders(tmp_path / "book")
     assert {p.relative_to(tmp_path).with_suffix("").as_posix() for p in written} == \
-        {p.docname for p in book.pages()}
+        {p.docname for p in notebooks.pages()}
     nb = nbformat.read(written[0], as_version=4)
     assert nb.metadata["sr_ablation"]["placeholder"] is True
     assert "ablation sweep" in nb.cells[0].source
@@ -152,11 +154,11 @@ def test_book_lists_pages_swept_at_a_scale_the_task_does_not_define(tmp_path, ca
     """`ablation sweep --scales 3` writes task04-x3 (task 4 defines x2 only): the build adds
     it to the contents, after task 4's own page, and leaves the committed TOC alone."""
     book_dir = tmp_path / "site" / "book"
-    extra = next(p for p in book.task_pages(scales=[3], any_scale=True) if p.task == 4)
+    extra = next(p for p in notebooks.task_pages(scales=[3], any_scale=True) if p.task == 4)
     book.ensure_placeholders(book_dir)
     out = extra.output(book_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(book.notebook_text(book.placeholder_notebook(extra, "Swept at x3.")))
+    out.write_text(notebooks.notebook_text(notebooks.placeholder_notebook(extra, "Swept at x3.")))
     assert [p.name for p in book.extra_task_pages(book_dir)] == ["task04-x3"]
     html = book.build(book_dir)
     assert "task04-x3" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ablation import book
+from ablation import notebooks, paths
 from ablation.errors import ConfigError
 from ablation.parameters import LIST_FORMS, coerce
 
@@ -25,7 +25,7 @@ SHOW = ("import json\n"
 def head(tmp_path: Path, extra: list[str] = ()) -> Path:
     """Task 7's generated notebook up to its check cell, then ``extra`` cells and a cell
     printing the list parameters as the page's code sees them."""
-    nb = nbformat.from_dict(book.notebooks()["task07.ipynb"])
+    nb = nbformat.from_dict(notebooks.notebooks()["task07.ipynb"])
     cut = next(i for i, c in enumerate(nb.cells) if "check_parameters" in c.source)
     nb.cells = nb.cells[:cut + 1] + [nbformat.v4.new_code_cell(src) for src in (*extra, SHOW)]
     path = tmp_path / "task07-head.ipynb"
@@ -104,18 +104,18 @@ def test_coerce_rejects_in_one_line_naming_the_forms(value):
 
 def test_check_parameters_checks_only_what_papermill_injected():
     ns = {"scales": "2,3", "seeds": 1, "variants": "prelu", "runs": object(), "mine": 1}
-    book.check_parameters(ns, injected=[])  # a JupyterLab Run All: nothing injected
+    notebooks.check_parameters(ns, injected=[])  # a JupyterLab Run All: nothing injected
     assert (ns["scales"], ns["seeds"], ns["variants"]) == ([2, 3], [1], ["prelu"])
     with pytest.raises(ConfigError, match="iteratons"):
-        book.check_parameters(dict(ns), injected=["scales", "iteratons"])
+        notebooks.check_parameters(dict(ns), injected=["scales", "iteratons"])
     with pytest.raises(ConfigError, match="unknown scale 5"):
-        book.check_parameters({"scales": 5}, injected=["scales"])
+        notebooks.check_parameters({"scales": 5}, injected=["scales"])
 
 
 def test_every_task_page_and_the_readme_document_the_forms():
-    readme = (Path(book.repo_root()) / "README.md").read_text()
+    readme = (Path(paths.repo_root()) / "README.md").read_text()
     assert '-p scales "[2, 3]"' in readme and "-p scales 2,3" in readme and "-y " in readme
-    for name, nb in book.notebooks().items():
+    for name, nb in notebooks.notebooks().items():
         if name.startswith("task"):
             intro = nb.cells[0].source
             assert LIST_FORMS in intro and "any of x2/x3/x4" in intro, name

@@ -17,7 +17,7 @@ import pytest
 import tomllib
 import yaml
 
-from ablation import book, publish
+from ablation import book, notebooks, publish
 from ablation.launch import write_launch_notebooks
 from ablation.publish import PublishRefused
 from ablation.rerun import repository
@@ -38,7 +38,7 @@ def git(repo: Path, *args: str) -> str:
 # --------------------------------------------------------------------------- fixtures
 
 
-def write_page(book_dir: Path, page: book.Page, profile: str = "cpu", error: str = "",
+def write_page(book_dir: Path, page: notebooks.Page, profile: str = "cpu", error: str = "",
                runs: dict | None = None) -> None:
     """An executed page as the sweep leaves it: notebook metadata and stamp."""
     nb = nbformat.v4.new_notebook()
@@ -66,11 +66,12 @@ def site(tmp_path):
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
 
     book_dir = tmp_path / "site" / "book"
-    for page in book.pages():
+    for page in notebooks.pages():
         write_page(book_dir, page)
     html = tmp_path / "site" / "_build" / "html"
-    for name in ["index", *(p.docname for p in book.pages()), *(f"book/{s}" for s in
-                                                                  book.STATIC_PAGES)]:
+    names = ["index", *(p.docname for p in notebooks.pages()),
+             *(f"book/{s}" for s in book.STATIC_PAGES)]
+    for name in names:
         f = html / f"{name}.html"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(f"<html><body>{name}</body></html>")
@@ -115,7 +116,7 @@ def test_publish_pushes_the_book_to_gh_pages_of_a_file_remote(site, fake_build):
     for t in TASKS.values():
         for s in t.scales:
             assert f"book/tasks/{t.key}-x{s}.html" in files
-    assert {f"{p.docname}.html" for p in book.pages()} <= files
+    assert {f"{p.docname}.html" for p in notebooks.pages()} <= files
     head = git(site["src"], "rev-parse", "HEAD").strip()
     assert head[:12] in git(site["bare"], "log", "-1", "--format=%s", "gh-pages")
     assert git(site["src"], "branch", "--show-current").strip() == "main"  # left untouched
@@ -160,7 +161,7 @@ def test_redrawn_figures_do_not_dirty_the_tree_but_changed_results_do(site):
 
 @pytest.mark.parametrize("kind", ["smoke", "failed", "unfinished", "placeholder", "missing"])
 def test_refuses_a_book_with_a_bad_page(site, fake_build, kind):
-    page = book.task_pages([5], [2])[0]
+    page = notebooks.task_pages([5], [2])[0]
     if kind == "smoke":
         write_page(site["book"], page, profile="smoke")
         want = r"1 smoke-profile page\(s\) \(task05-x2\)"
@@ -171,7 +172,7 @@ def test_refuses_a_book_with_a_bad_page(site, fake_build, kind):
         write_page(site["book"], page, runs={"task05/batchnorm/x2/seed0": None})
         want = r"1 failed page\(s\) \(task05-x2\)"
     elif kind == "placeholder":
-        nbformat.write(nbformat.from_dict(book.placeholder_notebook(page)),
+        nbformat.write(nbformat.from_dict(notebooks.placeholder_notebook(page)),
                        page.output(site["book"]))
         want = r"1 page\(s\) never computed \(task05-x2\)"
     else:
@@ -185,7 +186,7 @@ def test_refuses_a_book_with_a_bad_page(site, fake_build, kind):
 
 
 def test_refusal_lists_every_kind_in_one_line(site):
-    for page in book.task_pages([1]):
+    for page in notebooks.task_pages([1]):
         write_page(site["book"], page, profile="smoke")
     write_page(site["book"], book.RESULTS, error="KeyError: 'psnr'")
     with pytest.raises(PublishRefused) as err:
@@ -222,13 +223,13 @@ def test_reuse_only_never_runs_a_missing_run(tmp_path, monkeypatch):
 
 
 def test_cli_check_refuses_a_smoke_book_in_one_line(site, capsys):
-    for page in book.pages():
+    for page in notebooks.pages():
         write_page(site["book"], page, profile="smoke")
     code = publish.main(["--check", "--book-dir", str(site["book"])])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("error: ") and "\n" not in err
-    assert f"{len(book.pages())} smoke-profile page(s)" in err
+    assert f"{len(notebooks.pages())} smoke-profile page(s)" in err
 
 
 # --------------------------------------------------------------------------- the workflow
@@ -316,8 +317,8 @@ def test_config_has_repository_and_launch_buttons():
     assert launch["notebook_interface"] == "jupyterlab"
 
 
-@pytest.mark.parametrize("page, edits", [("book/tasks/task04-x2.ipynb", "ablation/book.py"),
-                                          ("book/pages/results.ipynb", "ablation/book.py"),
+@pytest.mark.parametrize("page, edits", [("book/tasks/task04-x2.ipynb", "ablation/notebooks.py"),
+                                          ("book/pages/results.ipynb", "ablation/notebooks.py"),
                                           ("book/intro.md", "book/intro.md")])
 def test_edit_button_edits_the_source_of_the_page(page, edits):
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
@@ -371,7 +372,7 @@ def test_binder_environment_installs_cpu_torch_and_the_package():
 
 def test_launch_notebooks_are_the_pages_the_sweep_would_execute(tmp_path):
     book_dir = tmp_path / "book"
-    done = book.task_pages([4])[0].output(book_dir)
+    done = notebooks.task_pages([4])[0].output(book_dir)
     done.parent.mkdir(parents=True)
     done.write_text("executed")  # an executed page is kept
     written = write_launch_notebooks(book_dir)

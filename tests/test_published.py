@@ -14,7 +14,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from ablation import book, paths, report, sweep
+from ablation import book, notebooks, paths, report, sweep
 from ablation.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_an_executed_page_names_no_machine_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     nbs = tmp_path / "notebooks"
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = dict(book.KERNELSPEC)
+    nb.metadata["kernelspec"] = dict(notebooks.KERNELSPEC)
     nb.cells = [nbformat.v4.new_markdown_cell("# page", id="title"),
                 nbformat.v4.new_code_cell("results_dir = None\ndata_dir = None\nscales = [2]",
                                           id="params"),
@@ -87,7 +87,7 @@ def test_every_run_downloads_as_one_csv_and_one_json(study):
     base = next(r for r in records if r["run"] == "task04/baseline/x2/seed1")
     assert base["sets"]["Set14"]["psnr"] == pytest.approx(32.62)
     assert str(study) not in csv + json.dumps(records)
-    code = "".join(c.source for c in book.notebooks()["results.ipynb"].cells)
+    code = "".join(c.source for c in notebooks.notebooks()["results.ipynb"].cells)
     assert "report.download_links(profile, results_dir)" in code
 
 
@@ -100,7 +100,7 @@ def test_task_tables_fit_short_headers_no_wrapped_numbers(study):
     assert "white-space: nowrap" in html and "overflow-x:auto" in html
     study_html = report.render_study_table(report.study_table("cpu", study), "cpu").html
     assert max(len(h) for h in re.findall(r"<th>(.*?)</th>", study_html)) <= 9
-    cell = next(c for c in book.notebooks()["task05.ipynb"].cells
+    cell = next(c for c in notebooks.notebooks()["task05.ipynb"].cells
                 if c.source == "report.results_table(runs)")
     assert "full-width" in cell.metadata.tags
 

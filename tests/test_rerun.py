@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ablation import book, paths
+from ablation import notebooks, paths
 from ablation.cli import build_parser
 from ablation.parameters import HOW_TO_RUN, PARAMETER_NAMES
 from ablation.report import TaskRuns
@@ -157,7 +157,7 @@ def test_runs_outside_the_checkout_show_local_paths(checkout, tmp_path):
 
 def test_every_task_page_ends_with_its_rerun_section():
     for t in TASKS.values():
-        nb = book.task_notebook(t)
+        nb = notebooks.task_notebook(t)
         assert nb.cells[-2].source == "## Rerun this page"
         assert nb.cells[-1].source.endswith(
             "rerun_section(runs, device=device, iterations=iterations, retrain=retrain)")
@@ -172,7 +172,7 @@ def test_the_rerun_cell_passes_exactly_what_task_runs_does_not_keep():
     kept = {f.name for f in fields(TaskRuns)} & set(PARAMETER_NAMES)
     assert kept.isdisjoint(HOW_TO_RUN)
     assert kept | set(HOW_TO_RUN) == set(PARAMETER_NAMES)
-    cell = book.task_notebook(TASKS[1]).cells[-1].source
+    cell = notebooks.task_notebook(TASKS[1]).cells[-1].source
     for name in HOW_TO_RUN:
         assert f"{name}={name}" in cell
 
@@ -183,7 +183,7 @@ def test_a_new_repository_url_makes_the_sweep_re_execute_the_pages(monkeypatch):
     import ablation.rerun
     from ablation.stamps import source_digest
 
-    nb = book.task_notebook(TASKS[4])
+    nb = notebooks.task_notebook(TASKS[4])
     before = source_digest(nb)
     assert source_digest(nb) == before
     monkeypatch.setattr(ablation.rerun, "repository",

@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from fake_runs import fake_run
 
-from ablation import book, sweep
+from ablation import notebooks, sweep
 
 
 def args(tmp_path: Path, *extra: str) -> list[str]:
@@ -144,7 +144,7 @@ def test_slots_get_their_own_gpu_or_cpu_share():
 
 def write_notebook(folder: Path, name: str, code: str) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = dict(book.KERNELSPEC)
+    nb.metadata["kernelspec"] = dict(notebooks.KERNELSPEC)
     nb.cells = [nbformat.v4.new_markdown_cell(f"# {name}", id="title"),
                 nbformat.v4.new_code_cell('profile = "cpu"\nscales = [2]', id="params"),
                 nbformat.v4.new_code_cell(code, id="body")]
@@ -218,11 +218,11 @@ def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeyp
     pkg = tmp_path / "ablation"
     shutil.copytree(modgraph.package_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(modgraph, "package_dir", lambda: pkg)
-    nb = book.source_notebook(book.task_pages([4], [2])[0])
+    nb = notebooks.source_notebook(notebooks.task_pages([4], [2])[0])
     runs = {p.relative_to(pkg).as_posix() for p in stamps.page_sources(nb)}
     # the report and what it runs underneath (training, the nets, evaluation, inference)
     assert {"report/_pages.py", "runs.py", "train.py", "models.py", "evaluate.py",
-            "inference.py", "book.py"} <= runs
+            "inference.py", "book.py", "notebooks.py"} <= runs  # the check cell: book, notebooks
     assert not {"sweep.py", "cli.py", "upscale.py", "download.py"} & runs  # not run by a page
     before = sweep.source_digest(nb)
     (pkg / "sweep.py").write_text((pkg / "sweep.py").read_text() + "\n# not on the page\n")
