@@ -186,15 +186,16 @@ def sweep_committed(book_dir: str | Path) -> None:
     (a run without a finished match fails its page instead, and :func:`check_pages`
     refuses it)."""
     from ablation import paths
+    from ablation.execute import environ
     from ablation.runs import REUSE_ONLY_ENV
-    from ablation.sweep import Settings, _environ, summary, sweep
+    from ablation.sweep import Settings, summary, sweep
     from ablation.tasks import TASKS
 
     s = Settings(tasks=list(TASKS), scales=None, profile=PROFILE, seeds=[0],
                  results_dir=paths.results_dir().resolve(), data_dir=None,
                  book_dir=Path(book_dir).resolve())
     t0 = time.perf_counter()
-    with _environ({REUSE_ONLY_ENV: "1"}):
+    with environ({REUSE_ONLY_ENV: "1"}):
         results = sweep(s)
     print(summary(results, time.perf_counter() - t0, s))
 

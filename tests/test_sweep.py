@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from fake_runs import fake_run
 
-from ablation import notebooks, sweep
+from ablation import execute, notebooks, stamps, sweep
 
 
 def args(tmp_path: Path, *extra: str) -> list[str]:
@@ -84,9 +84,9 @@ def finish_fake(job: sweep.Job, s: sweep.Settings, digest: str) -> None:
     job.output.write_text("{}")
     job.stamp.write_text(json.dumps(dict(
         status="ok", params=job.params, source=digest,
-        runs={k: sweep.run_hash(s.results_root, k) for k in job.expected_runs},
-        all_runs=sweep.page_runs_digest(job, s) if job.depends_on_all else None,
-        seeds=sweep.seeds_digest(job, s) if job.all_seeds else None)))
+        runs={k: stamps.run_hash(s.results_root, k) for k in job.expected_runs},
+        all_runs=stamps.page_runs_digest(job, s) if job.depends_on_all else None,
+        seeds=stamps.seeds_digest(job, s) if job.all_seeds else None)))
 
 
 def test_stamp_decides_what_is_up_to_date(tmp_path):
@@ -137,9 +137,9 @@ def test_gpu_only_variants_are_not_expected(tmp_path):
 
 
 def test_slots_get_their_own_gpu_or_cpu_share():
-    assert sweep.slot_env(3, 4, ["0", "1"]) == {"CUDA_VISIBLE_DEVICES": "1"}
-    assert sweep.slot_env(0, 1, []) == {}
-    assert set(sweep.slot_env(1, 2, [])) == {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+    assert execute.slot_env(3, 4, ["0", "1"]) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert execute.slot_env(0, 1, []) == {}
+    assert set(execute.slot_env(1, 2, [])) == {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}
 
 
 def write_notebook(folder: Path, name: str, code: str) -> None:
@@ -213,7 +213,7 @@ def _parse(argv):
 def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeypatch):
     import shutil
 
-    from ablation import modgraph, stamps
+    from ablation import modgraph
 
     pkg = tmp_path / "ablation"
     shutil.copytree(modgraph.package_dir(), pkg, ignore=shutil.ignore_patterns("__pycache__"))
@@ -223,7 +223,8 @@ def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeyp
     # the report and what it runs underneath (training, the nets, evaluation, inference)
     assert {"report/_pages.py", "runs.py", "train.py", "models.py", "evaluate.py",
             "inference.py", "book.py", "notebooks.py"} <= runs  # the check cell: book, notebooks
-    assert not {"sweep.py", "cli.py", "upscale.py", "download.py"} & runs  # not run by a page
+    assert not {"sweep.py", "execute.py", "slurm.py", "cli.py", "upscale.py",
+                "download.py"} & runs  # not run by a page
     before = sweep.source_digest(nb)
     (pkg / "sweep.py").write_text((pkg / "sweep.py").read_text() + "\n# not on the page\n")
     assert sweep.source_digest(nb) == before
