@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablation import slurm, sweep
+from ablation import slurm, slurmstate, sweep
 from ablation.checkpoint import read_checkpoint
 from ablation.config import PROFILE_NAMES
 from ablation.planning import planned_runs
@@ -119,9 +119,9 @@ def test_resources_cover_every_profile_and_become_sbatch_options():
 
 def test_run_keys_round_trip():
     for run in planned_runs(4, [2], [0, 1], (), "smoke") + planned_runs(0, [3], [0], (), "paper"):
-        assert slurm.parse_key(run.key) == (run.task, run.variant, run.scale, run.seed)
+        assert slurmstate.parse_key(run.key) == (run.task, run.variant, run.scale, run.seed)
     with pytest.raises(slurm.ConfigError, match="not a run key"):
-        slurm.parse_key("task4/baseline")
+        slurmstate.parse_key("task4/baseline")
 
 
 @pytest.mark.parametrize("bad, option", [(["--slurm-opt", "=x"], "--slurm-opt"),
@@ -147,8 +147,8 @@ def test_last_log_line_skips_srun_and_submitit_lines(tmp_path):
         "Traceback (most recent call last):\nablation.errors.DataError: x: set missing\n"
         "submitit ERROR (2026-01-01 00:00:00,000) - Submitted job triggered an exception\n"
         "srun: error: vm: task 0: Exited with exit code 1\n")
-    assert slurm.last_log_line(tmp_path, "7") == "ablation.errors.DataError: x: set missing"
-    assert "never started" in slurm.last_log_line(tmp_path, "8")
+    assert slurmstate.last_log_line(tmp_path, "7") == "ablation.errors.DataError: x: set missing"
+    assert "never started" in slurmstate.last_log_line(tmp_path, "8")
 
 
 # --------------------------------------------------------------------------- the real cluster
@@ -170,7 +170,7 @@ def test_smoke_sweep_on_slurm_matches_the_local_executor(slurm_cluster, data_dir
     assert local.wait(timeout=900) == 0, local.stdout.read()[-3000:]
 
     root_s, root_l = tmp_path / "results/smoke", tmp_path / "local/smoke"
-    jobs = [slurm.read_record(root_s / key)[-1]["job_id"] for key in TASK4_RUNS]
+    jobs = [slurmstate.read_record(root_s / key)[-1]["job_id"] for key in TASK4_RUNS]
     array = {j.split("_")[0] for j in jobs}
     assert len(array) == 1 and sorted(j.split("_")[1] for j in jobs) == list("01234")
     for key, job in zip(TASK4_RUNS, jobs, strict=True):
@@ -223,7 +223,7 @@ def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_d
 
     # scancel: the job is gone; the next sweep resubmits it and it resumes from state.pt
     (st,) = wait_until("the cancelled job to end", lambda: [
-        x for x in slurm.run_states(runs["cancelled"], [KEY]) if x.state == "failed"])
+        x for x in slurmstate.run_states(runs["cancelled"], [KEY]) if x.state == "failed"])
     assert st.job_id == ids["cancelled"] and "CANCELLED" in st.detail
     assert cancel_at <= read_checkpoint(state["cancelled"])["iteration"] < iters
     # the next sweep resubmits it (its own decision: the run failed, no job is queued)
@@ -238,7 +238,8 @@ def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_d
     log = (runs["preempted"].results_root / ".slurm" / job / f"{job}_0_log.out").read_text()
     assert "this job is preempted" in log and "Calling checkpoint method" in log
     assert f"Requeued job {job}" in log and log.count("Starting with JobEnvironment") == 2
-    resubmitted = [j["job_id"] for j in slurm.read_record(runs["cancelled"].results_root / KEY)]
+    record = slurmstate.read_record(runs["cancelled"].results_root / KEY)
+    resubmitted = [j["job_id"] for j in record]
     assert resubmitted[0] == ids["cancelled"] and len(resubmitted) == 2
     assert 6 <= preempt_at < iters
 
@@ -285,9 +286,9 @@ def test_queued_and_locked_runs_are_not_submitted_twice(slurm_cluster, data_dir,
         with run_lock(root / "task04/baseline/x2/seed1"):  # 'trained by another process'
             assert sweep.main(argv) == 0
             assert "5 runs: 0 done, 4 submitted" in capsys.readouterr().out
-            submitted = [slurm.read_record(root / k)[-1]["job_id"] for k in TASK4_RUNS
+            submitted = [slurmstate.read_record(root / k)[-1]["job_id"] for k in TASK4_RUNS
                          if k != "task04/baseline/x2/seed1"]
-            assert not slurm.read_record(root / "task04/baseline/x2/seed1")
+            assert not slurmstate.read_record(root / "task04/baseline/x2/seed1")
             array = submitted[0].split("_")[0]
             assert squeue("-j", array, "-o", "%T").split() == ["PENDING"] * 4
             # a second sweep while they are queued submits nothing
@@ -299,7 +300,7 @@ def test_queued_and_locked_runs_are_not_submitted_twice(slurm_cluster, data_dir,
         for key, job in zip([k for k in TASK4_RUNS if k != "task04/baseline/x2/seed1"],
                             submitted, strict=True):
             assert f"queued   {key}" in status and f"job {job}" in status
-            assert len(slurm.read_record(root / key)) == 1
+            assert len(slurmstate.read_record(root / key)) == 1
         assert "running  task04/baseline/x2/seed1" in status and "lock is held" in status
         assert len(squeue("-j", array, "-o", "%i").split()) == 4
     finally:

@@ -223,7 +223,7 @@ def test_page_digest_covers_every_package_module_the_page_runs(tmp_path, monkeyp
     # the report and what it runs underneath (training, the nets, evaluation, inference)
     assert {"report/_pages.py", "runs.py", "train.py", "models.py", "evaluate.py",
             "inference.py", "book.py", "notebooks.py"} <= runs  # the check cell: book, notebooks
-    assert not {"sweep.py", "execute.py", "slurm.py", "cli.py", "upscale.py",
+    assert not {"sweep.py", "execute.py", "slurm.py", "slurmstate.py", "cli.py", "upscale.py",
                 "download.py"} & runs  # not run by a page
     before = sweep.source_digest(nb)
     (pkg / "sweep.py").write_text((pkg / "sweep.py").read_text() + "\n# not on the page\n")
