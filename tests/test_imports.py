@@ -68,3 +68,16 @@ def test_every_module_imports_on_its_own():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["ok", str(len(names))]
+
+
+MAX_LINES = 500  # issue 13: small modules, split by concern beyond this
+
+
+def test_no_module_is_over_max_lines():
+    sizes = {path.relative_to(modgraph.package_dir().parent).as_posix():
+             len(path.read_text(encoding="utf-8").splitlines())
+             for path in modgraph.modules().values()}
+    assert len(sizes) == len(list(modgraph.package_dir().rglob("*.py")))  # subpackages too
+    over = {name: n for name, n in sorted(sizes.items()) if n > MAX_LINES}
+    assert not over, "; ".join(f"{name}: {n} lines (at most {MAX_LINES}; split it by concern)"
+                               for name, n in over.items())
