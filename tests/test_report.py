@@ -323,4 +323,4 @@ def test_compute_table_marks_runs_that_shared_the_cores(tmp_path):
     assert "95%" in rows["baseline"] and "shared" not in rows["baseline"]
     assert "55% &#8224; shared" in rows["batchnorm"]
     assert "not recorded" in rows["resblocks"]
-    assert "the 1 run(s) under 80%" in html
+    assert "a run under 80%" in html and "(1 here)" in html

@@ -236,10 +236,9 @@ def compute_table(profile: str = "cpu", results_dir=None) -> Html:
                f"(training {table.train_min.sum() / 60:.2f} h, evaluation on the benchmarks "
                f"{table.eval_min.sum() / 60:.2f} h), on the devices listed. <i>CPU share</i> "
                "is the part of its threads' wall time a CPU run spent on the cores (about 90-100% "
-               f"alone on the machine); &#8224; marks the {shared} run(s) under "
-               f"{SHARED_BELOW:.0%} that shared the cores with other work, whose minutes "
-               "overstate this machine's time. Runs from before this was recorded say "
-               "so.</p>")
+               f"alone on the machine); &#8224; marks a run under {SHARED_BELOW:.0%}, which "
+               "shared the cores with other work: its minutes overstate this machine's time "
+               f"({shared or 'none'} here). Runs from before this was recorded say so.</p>")
     html = (profile_banner(profile).html + summary +
             '<table class="ablation-compute"><thead><tr><th>task</th><th>variant</th>'
             "<th>scale</th><th>seed</th><th>device</th><th>train (min)</th>"
