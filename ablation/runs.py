@@ -37,7 +37,8 @@ def cpu_share(cpu_seconds: float, wall_seconds: float, threads: int) -> float | 
 
     A run alone on the machine keeps its intra-op threads busy (oneDNN's threads spin between
     kernels): about 0.9-1.0. Work sharing the cores takes time slices away and the share drops,
-    so its wall-time figures are not this machine's speed (the method page marks those runs).
+    so its wall-time figures are not this machine's speed (the results page's compute table marks
+    those runs).
     """
     if wall_seconds <= 0 or threads < 1:
         return None
