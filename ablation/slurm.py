@@ -76,7 +76,7 @@ class Resources:
 RESOURCES = {
     # seconds of training; 1 core each so that two jobs share a 2-core test node
     "smoke": Resources(gpus=0, cpus=1, mem_gb=4, hours=0.25),
-    # 2,000 iterations: ~7 min a run on 2 cores, plus the full benchmark evaluation
+    # 2,000 iterations: 8-20 min a run on 2 cores (the committed runs), evaluation included
     "cpu": Resources(gpus=0, cpus=2, mem_gb=8, hours=2.0),
     # the compute ladder: the cpu recipe with 4x / 16x the iterations
     "cpu4": Resources(gpus=0, cpus=2, mem_gb=8, hours=6.0),
