@@ -9,6 +9,7 @@ run use one thread there too, so both sum in the same order and must agree exact
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -193,9 +194,30 @@ def test_smoke_sweep_on_slurm_matches_the_local_executor(slurm_cluster, data_dir
     assert "5 runs: 5 done, 0 submitted" in out and "0 ran, 1 reused, 0 failed" in out
 
 
+def seconds_per_iteration(data_dir: Path, root: Path, iters: int = 30) -> float:
+    """Wall seconds per smoke iteration on one thread (what a one-core job gets), validation
+    and checkpoints included: the rows of a short local run's history."""
+    from ablation.runs import run_variant
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_variant(4, "baseline", 2, "smoke", 0, results_dir=root, data_dir=data_dir,
+                    iterations=iters)
+    finally:
+        torch.set_num_threads(threads)
+    h = pd.read_csv(root / "smoke" / KEY / "history.csv")
+    first, last = h.iloc[1], h.iloc[-1]  # from the second row: past the first-step warm-up
+    return (last["seconds"] - first["seconds"]) / (last["iteration"] - first["iteration"])
+
+
 @pytest.mark.slow
 def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_dir, tmp_path):
-    iters = 60  # checkpoints every 6 (smoke); scancel kills KillWait (2 s) after its SIGTERM
+    # submitit ignores scancel's SIGTERM and SLURM kills KillWait (2 s) later, so a job
+    # caught in its first half must still have far more than 2 s to go: size the run to this
+    # machine (about 12 s of training; the checkpoint read lands in iterations [6, iters/2])
+    per_iter = seconds_per_iteration(data_dir, tmp_path / "speed")
+    iters = max(60, 6 * math.ceil(12.0 / per_iter / 6))
     runs = {name: settings(tmp_path / name, data_dir, iterations=iters)
             for name in ("cancelled", "preempted", "reference")}
     opts = slurm.SlurmOptions(poll=1.0)
@@ -203,7 +225,7 @@ def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_d
     state = {name: s.results_root / KEY / "state.pt" for name, s in runs.items()}
 
     def mid_training(name: str) -> int:
-        """Wait for a checkpoint past the first, before the end; returns its iteration."""
+        """Wait for a checkpoint in the run's first half; returns its iteration."""
         def check():
             assert not (runs[name].results_root / KEY / "metrics.json").exists(), \
                 f"{name}: finished before it could be interrupted"
@@ -211,7 +233,7 @@ def test_cancelled_and_preempted_jobs_resume_bit_identical(slurm_cluster, data_d
                 it = read_checkpoint(state[name])["iteration"]
             except Exception:  # not written yet
                 return 0
-            return it if 6 <= it < iters else 0
+            return it if 6 <= it <= iters // 2 else 0
         return wait_until(f"{name} mid-training", check)
 
     # both interrupted runs start first (one core each); the reference queues behind them
