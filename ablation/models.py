@@ -292,6 +292,34 @@ def build_model(spec: ModelSpec, scale: int) -> SRNet:
     return SRNet(spec, scale)
 
 
+def body_gain(model: SRNet, size: int = 48, seed: int = 0) -> float | None:
+    """``||body(f)|| / ||f||`` for ``f = head(x)`` on a fixed pseudo-random LR input ``x``
+    ``(1, C, size, size)``: how much the body adds to the feature-level global residual.
+
+    A value near 0 means the body's output vanished (a deep plain body under PyTorch's default
+    init) and the network is left with its linear head -> upsampler -> tail path. None for nets
+    without a feature-level residual (bicubic input, or LR input without ``global_residual``),
+    where the body is the whole signal path. Runs in eval mode on the model's device; the
+    model's mode is restored.
+    """
+    spec = getattr(model, "spec", None)
+    if spec is None or spec.input != "lr" or not spec.global_residual:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand((1, spec.n_colors, size, size), generator=gen)
+    param = next(model.parameters())
+    x = x.to(device=param.device, dtype=param.dtype)
+    x = x - model.rgb_mean if spec.mean_shift else x  # as SRNet.forward, after / 255
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            feats = model.head(x)
+            return float(model.body(feats).norm() / feats.norm())
+    finally:
+        model.train(was_training)
+
+
 # --------------------------------------------------------------------------- costs
 
 

@@ -121,6 +121,9 @@ def _metrics_problem(m, folder: Path) -> str | None:
             return f"no {name!r}"
         if not ok(m[name]):
             return f"bad {name!r}: {str(m[name])[:40]!r}"
+    gain = m.get("body_gain")  # optional (runs before it was recorded have none)
+    if gain is not None and not (_number(gain) and gain >= 0):
+        return f"bad 'body_gain': {str(gain)[:40]!r}"
     key = f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
     if "/".join(folder.parts[-4:]) != key:
         return f"it describes {key}, not this folder"

@@ -22,7 +22,7 @@ from ablation.costs import frame_flops
 from ablation.errors import AblationError, ConfigError, DiskWriteError
 from ablation.evaluate import Bicubic, evaluate, summarize
 from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
-from ablation.models import count_params, flops_per_output_pixel
+from ablation.models import body_gain, count_params, flops_per_output_pixel
 from ablation.resolve import resolve_run
 from ablation.tasks import get_task
 from ablation.train import RunResult, train
@@ -135,7 +135,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
                 label += f" [substitute backbone: {run.config.perceptual_backbone}, not VGG19]"
             flops = flops_per_output_pixel(v.spec, scale)
             info = dict(params=count_params(v.spec, scale), train_seconds=res.seconds,
-                        eval_seconds=time.perf_counter() - t1, device=res.device)
+                        eval_seconds=time.perf_counter() - t1, device=res.device,
+                        body_gain=body_gain(res.model))
             if res.device == "cpu":  # over what this process did: a resumed run's last part
                 info["cpu_share"] = cpu_share(time.process_time() - c0,
                                               time.perf_counter() - t0, torch.get_num_threads())
@@ -160,6 +161,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             eval_seconds=info["eval_seconds"],
             cpu_share=info.get("cpu_share"),
             device=info["device"],
+            body_gain=info.get("body_gain"),  # how much the body adds (None: not measurable)
             sets={r.set: dict(psnr=r.psnr, ssim=r.ssim, n_images=int(r.n_images))
                   for r in summary.itertuples()},
         )

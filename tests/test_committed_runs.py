@@ -86,3 +86,23 @@ def test_committed_run_is_reused_with_its_hash(path, tmp_path, data_dir, no_trai
     assert m["reused"] is True
     assert m["config_hash"] == committed["config_hash"]
     assert m["data_fingerprint"] == committed["data_fingerprint"]
+
+
+WITH_MODEL = sorted(p for p in (REPO / "results").glob("cpu*/task*/*/x*/seed*/metrics.json")
+                    if (p.parent / "model.pt").is_file())
+
+
+@pytest.mark.parametrize("path", WITH_MODEL,
+                         ids=lambda p: p.parent.relative_to(REPO / "results").as_posix())
+def test_recorded_body_gain_is_the_committed_models(path):
+    """The body gain the pages read from ``metrics.json`` (it is the only record for seeds
+    whose model is not committed) is the probe of the run's own model."""
+    from ablation.checkpoint import load_model
+    from ablation.models import body_gain
+
+    m = json.loads(path.read_text())
+    assert "body_gain" in m, f"{path}: no body_gain recorded"
+    gain = body_gain(load_model(path.parent / "model.pt", expect_scale=m["scale"])[0])
+    assert (gain is None) == (m["body_gain"] is None)
+    if gain is not None:
+        assert gain == pytest.approx(m["body_gain"], rel=1e-5)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from ablation import report
+from ablation import report, results
 from ablation.config import make_config
 from ablation.errors import DataError
 from ablation.images import save_png
@@ -274,8 +274,50 @@ def test_final_losses_and_fit_sentence(study):
 def test_fit_sentence_names_a_vanished_body():
     v, ref = pd.Series({"task": 8, "variant": "depth32"}), pd.Series({"task": 4,
                                                                       "variant": "baseline"})
-    text = report.fit_sentence(v, ref, 2, {}, {(8, "depth32", 2): 2e-12, (4, "baseline", 2): 0.9})
-    assert "output is 2.0e-12 times the size of its input (the comparison's: 0.90)" in text
+    text = report.fit_sentence(v, ref, 2, {}, {(8, "depth32", 2): {0: 2e-12},
+                                               (4, "baseline", 2): {0: 0.9, 1: 0.8}})
+    assert text.startswith(" Its body adds almost nothing: its output is 2.0e-12 times the "
+                           "size of its input (the comparison's: 0.85).")
+    assert "never trains" in text
+    both = report.fit_sentence(v, ref, 2, {}, {(8, "depth32", 2): {0: 2e-12, 2: 5e-8}})
+    assert "adds almost nothing in all 2 seeds probed: its output is 2.0e-12, 5.0e-08" in both
+
+
+def test_fit_sentence_says_which_seeds_trained_a_deep_body():
+    """depth16 at cpu: seeds 0 and 2 end as the linear path, seed 1's body trains."""
+    v, ref = pd.Series({"task": 8, "variant": "depth16"}), pd.Series({"task": 4,
+                                                                      "variant": "baseline"})
+    text = report.fit_sentence(v, ref, 2, {}, {(8, "depth16", 2): {0: 5.6e-8, 1: 0.11,
+                                                                   2: 1.3e-7}})
+    assert (" In 2 of its 3 seeds probed (seeds 0 and 2) its body adds almost nothing: its "
+            "output is 5.6e-08, 1.3e-07 times the size of its input.") in text
+    assert text.endswith("In seed 1 the body does train (output 0.11 times its input): at this "
+                         "budget whether a deep plain body trains at all depends on the seed.")
+    assert report.fit_sentence(v, ref, 2, {}, {(8, "depth16", 2): {1: 0.11}}) == ""
+
+
+def test_body_gain_is_recorded_per_seed_and_read_back(tmp_path):
+    """Training records the body's gain in metrics.json; the report reads every seed's value
+    (the model of a non-checkpoint seed is not committed) and a bad value marks the run
+    damaged."""
+    from ablation.models import ModelSpec, body_gain
+
+    net = build_model(ModelSpec(n_blocks=2, n_feats=8), 2)
+    g = body_gain(net)
+    net.train()
+    assert g is not None and g > 0 and body_gain(net) == g and net.training  # mode restored
+    assert body_gain(build_model(ModelSpec(input="bicubic", n_blocks=2, n_feats=8), 2)) is None
+    torch.manual_seed(0)
+    root = tmp_path / "r"
+    for seed, gain in ((0, 1e-9), (1, 0.2)):
+        folder = fake_run(root, 8, "depth16", 2, seed, dict(Set5=33.0))
+        m = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps({**m, "body_gain": gain}))
+    planned = report.planned_runs(8, [2], [0], profile=PROFILE)
+    assert report.body_gains(planned, PROFILE, root)[(8, "depth16", 2)] == {0: 1e-9, 1: 0.2}
+    m = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**m, "body_gain": -1}))
+    assert "bad 'body_gain'" in results.check_run(folder).problem
 
 
 def test_tables_show_the_label_the_run_recorded(tmp_path):

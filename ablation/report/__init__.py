@@ -26,6 +26,7 @@ profile its numbers come from; a ``smoke`` profile is flagged with :data:`SMOKE_
 """
 
 from ablation.literature import ORIGINAL_CAVEATS, ORIGINAL_README, PUBLISHED, original_psnr
+from ablation.models import body_gain
 from ablation.planning import PlannedRun, planned_runs, study_rows
 
 from ._downloads import download_links, run_records, runs_csv, runs_json
@@ -84,7 +85,7 @@ from ._pages import (
     training_curves,
     visual_comparison,
 )
-from ._probes import best_crop, body_gain, comparison_panels, sr_crop
+from ._probes import best_crop, body_gains, comparison_panels, sr_crop
 from ._prose import answer_sentence, conclusion_text, fit_sentence
 from ._running import TaskRuns, run_one, run_references, run_task
 from ._tables import (
@@ -102,7 +103,7 @@ __all__ = [
     "AGGREGATION_RULE", "Comparison", "FORMATS", "FigureFiles", "Html", "MEAN_SET",
     "ORIGINAL_CAVEATS", "ORIGINAL_README", "PUBLISHED", "PlannedRun", "RUN_COLUMNS",
     "SMOKE_WARNING", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop",
-    "body_gain", "change", "comparison_figure", "comparison_panels", "comparisons",
+    "body_gain", "body_gains", "change", "comparison_figure", "comparison_panels", "comparisons",
     "compute_table", "conclusion", "conclusion_text", "cost_figure", "cost_plot",
     "curves_figure", "download_links", "effects", "effects_table", "figure_style",
     "figures_dir", "final_losses", "findings", "findings_plot", "fit_sentence",

@@ -26,37 +26,38 @@ DEFAULT_IMAGES = (("Set5", "butterfly"), ("Set14", "zebra"), ("Urban100", "img_0
 CROP_HR = 96  # side of the zoomed crop in HR pixels (divisible by 2, 3 and 4)
 
 
-def body_gain(model: Any, size: int = 48, seed: int = 0) -> float | None:
-    """``||body(f)|| / ||f||`` for ``f = head(x)`` on a fixed pseudo-random LR input ``x``
-    ``(1, C, size, size)``: how much the body adds to the feature-level global residual.
-
-    A value near 0 means the body's output vanished and the network is left with its linear
-    head -> upsampler -> tail path. None for nets without a feature-level residual (LR input
-    with ``global_residual``), where the body is the whole signal path.
-    """
-    spec = getattr(model, "spec", None)
-    if spec is None or spec.input != "lr" or not spec.global_residual:
-        return None
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.rand((1, spec.n_colors, size, size), generator=gen)
-    x = x - model.rgb_mean if spec.mean_shift else x  # as SRNet.forward, after / 255
-    with torch.no_grad():
-        feats = model.head(x)
-        return float(model.body(feats).norm() / feats.norm())
-
-
 def body_gains(planned: Sequence[PlannedRun], profile: str, results_dir=None
-               ) -> dict[tuple[int, str, int], float]:
-    """(task, variant, scale) -> :func:`body_gain` of each finished run's model (seed mean)."""
-    out: dict[tuple[int, str, int], list[float]] = {}
+               ) -> dict[tuple[int, str, int], dict[int, float]]:
+    """(task, variant, scale) -> {seed: :func:`~ablation.models.body_gain`} over EVERY finished
+    seed folder of each planned trained run (not only the planned seeds): the value training
+    recorded in ``metrics.json``, else the probe of the committed ``model.pt``. Seeds with
+    neither (older runs without a model) or without a feature-level residual are left out."""
+    from ablation.checkpoint import load_model
+    from ablation.models import body_gain
+
+    out: dict[tuple[int, str, int], dict[int, float]] = {}
     for p in planned:
-        model = _load_panel_model(p, profile, results_dir) if p.trainable else None
-        gain = body_gain(model) if model is not None else None
-        if gain is not None:
-            out.setdefault((p.task, p.variant, p.scale), []).append(gain)
-    return {k: float(np.mean(v)) for k, v in out.items()}
+        key = (p.task, p.variant, p.scale)
+        if not p.trainable or key in out:
+            continue
+        gains: dict[int, float] = {}
+        variant_dir = results_mod.run_dir(profile, p.task, p.variant, p.scale, 0,
+                                          results_dir).parent
+        for folder in sorted(variant_dir.glob("seed*")):
+            m = results_mod.read_metrics(folder)
+            if m is None:
+                continue
+            if "body_gain" in m:
+                gain = m["body_gain"]
+            elif (folder / "model.pt").is_file():
+                gain = body_gain(load_model(folder / "model.pt", expect_scale=p.scale)[0])
+            else:
+                continue
+            if gain is not None:
+                gains[int(m["seed"])] = float(gain)
+        if gains:
+            out[key] = gains
+    return out
 
 
 def pick_images(profile: str, data_dir=None, n: int = 3,

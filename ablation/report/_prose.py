@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from ablation import stats
@@ -24,7 +25,7 @@ from ._tables import aggregate_seeds, ordered_sets, table_sets
 
 def conclusion_text(task: int, table: pd.DataFrame, profile: str, effects: pd.DataFrame,
                     losses: dict[tuple[int, str, int], float] | None = None,
-                    gains: dict[tuple[int, str, int], float] | None = None) -> list[str]:
+                    gains: dict[tuple[int, str, int], dict[int, float]] | None = None) -> list[str]:
     """Sentences (HTML-safe text with <b>/<i>): per scale, the answer for every comparison of
     the task (``effects``: :func:`effects_table` rows of this task), then which model is best
     on each set, then the runs not run."""
@@ -63,7 +64,7 @@ def effect_phrase(row: pd.Series) -> str:
 
 def answer_sentence(rows: pd.DataFrame, scale: int,
                     losses: dict[tuple[int, str, int], float] | None = None,
-                    gains: dict[tuple[int, str, int], float] | None = None) -> str:
+                    gains: dict[tuple[int, str, int], dict[int, float]] | None = None) -> str:
     """The answer for one comparison at one scale (``rows``: its effects rows, per set and the
     mean): the mean effect with its interval and verdict, the per-set effects, why a worse
     variant loses (``losses``/``gains``, see :func:`fit_sentence`) and the original study's
@@ -111,23 +112,52 @@ def _original_sentence(m: pd.Series, e: stats.Effect) -> str:
 
 def fit_sentence(v: pd.Series, ref: pd.Series, scale: int,
                  losses: dict[tuple[int, str, int], float],
-                 gains: dict[tuple[int, str, int], float] | None = None) -> str:
+                 gains: dict[tuple[int, str, int], dict[int, float]] | None = None) -> str:
     """Why a variant scores lower, from its final training loss against the comparison's:
     higher = it fits the training patches worse (under-trained at this budget), lower = it
-    fits them better but generalises worse; plus, when its body's output vanished
-    (:func:`body_gain` < 1e-3), that the body never trained. Empty when nothing applies."""
+    fits them better but generalises worse; plus, for the seeds whose body output vanished
+    (:func:`~ablation.models.body_gain` under :data:`VANISHED`, ``gains``: {seed: gain} per
+    run), that the body never trained, and in how many of the probed seeds. Empty when
+    nothing applies."""
     key_v = (int(v.task), str(v.variant), scale)
     key_r = (int(ref.task), str(ref.variant), scale)
-    gains = gains or {}
-    text = ""
-    if key_v in gains and gains[key_v] < 1e-3:
-        ref_gain = f" (the comparison's: {gains[key_r]:.2f})" if key_r in gains else ""
-        text = (f" Its body adds almost nothing: its output is {gains[key_v]:.1e} times the "
-                f"size of its input{ref_gain}. With PyTorch's default initialisation each "
-                "conv-ReLU layer shrinks the signal, so a deep plain body starts near zero, its "
-                "gradients vanish and it never trains: the network is left with its linear "
-                "head-upsampler-tail path.")
-    return text + _loss_comparison(key_v, key_r, losses)
+    return _body_sentence(key_v, key_r, gains or {}) + _loss_comparison(key_v, key_r, losses)
+
+
+VANISHED = 1e-3  # a body whose output is under this fraction of its input never trained
+
+
+def _body_sentence(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
+                   gains: dict[tuple[int, str, int], dict[int, float]]) -> str:
+    """The vanished-body part of :func:`fit_sentence`."""
+    probed = gains.get(key_v, {})
+    dead = {s: g for s, g in sorted(probed.items()) if g < VANISHED}
+    if not dead:
+        return ""
+    ref = gains.get(key_r, {})
+    ref_gain = f" (the comparison's: {np.mean(list(ref.values())):.2f})" if ref else ""
+    sizes = ", ".join(f"{g:.1e}" for g in dead.values())
+    why = (" With PyTorch's default initialisation each conv-ReLU layer shrinks the signal, so "
+           "a deep plain body starts near zero, its gradients vanish and it never trains: the "
+           "network is left with its linear head-upsampler-tail path.")
+    if len(dead) == len(probed):
+        where = "" if len(probed) == 1 else f" in all {len(probed)} seeds probed"
+        return (f" Its body adds almost nothing{where}: its output is {sizes} times the size "
+                f"of its input{ref_gain}.{why}")
+    alive = {s: g for s, g in sorted(probed.items()) if g >= VANISHED}
+    return (f" In {len(dead)} of its {len(probed)} seeds probed ({_seeds(dead)}) its body adds "
+            f"almost nothing: its output is {sizes} times the size of its input{ref_gain}."
+            f"{why} In {_seeds(alive)} the body does train (output "
+            f"{', '.join(f'{g:.2f}' for g in alive.values())} times its input): at this budget "
+            "whether a deep plain body trains at all depends on the seed.")
+
+
+def _seeds(gains: dict[int, float]) -> str:
+    """'seed 1' / 'seeds 0 and 2' / 'seeds 0, 1 and 2'."""
+    names = [str(s) for s in gains]
+    if len(names) == 1:
+        return f"seed {names[0]}"
+    return f"seeds {', '.join(names[:-1])} and {names[-1]}"
 
 
 def _loss_comparison(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
