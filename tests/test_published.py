@@ -83,7 +83,7 @@ def test_every_run_downloads_as_one_csv_and_one_json(study):
     table = pd.read_csv(StringIO(csv))
     assert len(records) == 6 and len(table) == 12  # 6 runs x 2 sets
     row = table[(table.run == "task05/batchnorm/x2/seed0") & (table.set == "Set5")].iloc[0]
-    assert row.psnr == pytest.approx(37.30) and row.params > 0
+    assert row.psnr == pytest.approx(37.30) and row.params > 0 and "body_gain" in table.columns
     base = next(r for r in records if r["run"] == "task04/baseline/x2/seed1")
     assert base["sets"]["Set14"]["psnr"] == pytest.approx(32.62)
     assert str(study) not in csv + json.dumps(records)
