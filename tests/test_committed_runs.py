@@ -54,7 +54,13 @@ def test_the_default_sweep_plans_exactly_the_committed_runs(tmp_path):
     assert {k.rsplit("/", 1)[0] for k in committed} == {k.rsplit("/", 1)[0] for k in planned}
 
 
-@pytest.mark.parametrize("path", COMMITTED, ids=_key)
+# the compute ladder's runs (profiles cpu4, cpu16) are committed too: their hashes must hold
+LADDER_COMMITTED = sorted(p for p in (REPO / "results").glob("cpu*/task*/*/x*/seed*/metrics.json")
+                          if p.parts[-6] != "cpu")
+
+
+@pytest.mark.parametrize("path", COMMITTED + LADDER_COMMITTED,
+                         ids=lambda p: p.parent.relative_to(REPO / "results").as_posix())
 def test_committed_hash_recomputes_from_its_recorded_fingerprint(path):
     m = json.loads(path.read_text())
     variant = get_task(m["task"]).variant(m["variant"])
