@@ -8,6 +8,8 @@ Layout (one folder per run)::
         run.json       config, spec, data fingerprint, versions, device, wall time
         model.pt       final weights + spec (small; committed for seed 0 of the cpu profile)
         state.pt       full training state for exact resume (not shipped)
+        diverged.json  instead of metrics.json: training diverged (where, why, config hash);
+                       an outcome of the recipe, committed and shown on the pages
 
 A run is *done* when ``metrics.json`` exists and its ``config_hash`` matches; every file is
 written atomically, and ``metrics.json`` last, so a killed run is never mistaken for a done one.
@@ -170,6 +172,42 @@ def read_metrics(folder: Path) -> dict | None:
     if check.problem:
         warnings.warn(check.problem, DamagedRunWarning, stacklevel=2)
     return check.metrics
+
+
+DIVERGED_FILE = "diverged.json"
+
+
+def read_diverged(folder: Path) -> dict | None:
+    """The run's divergence record (:data:`DIVERGED_FILE`: ``config_hash``, ``iteration``,
+    ``message``), or None: none, or the run has since finished. A malformed record is ignored
+    with a :class:`DamagedRunWarning` naming the file (the run then counts as not run)."""
+    f = Path(folder) / DIVERGED_FILE
+    if not f.is_file() or (Path(folder) / "metrics.json").is_file():
+        return None
+    try:
+        d = json.loads(f.read_text(encoding="utf-8"))
+        ok = (isinstance(d, dict) and isinstance(d.get("config_hash"), str)
+              and isinstance(d.get("message"), str)
+              and (d.get("iteration") is None or _int(d["iteration"])))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        warnings.warn(f"{f}: damaged divergence record; ignored: delete it or rerun the run",
+                      DamagedRunWarning, stacklevel=2)
+        return None
+    return d
+
+
+def diverged_seeds(profile: str, task: int, variant: str, scale: int, results_dir=None
+                   ) -> dict[int, dict]:
+    """{seed: :func:`read_diverged` record} of the run's seeds that diverged in training."""
+    parent = run_dir(profile, task, variant, scale, 0, results_dir).parent
+    out = {}
+    for folder in sorted(parent.glob("seed*")):
+        d = read_diverged(folder)
+        if d is not None and folder.name.removeprefix("seed").isdigit():
+            out[int(folder.name.removeprefix("seed"))] = d
+    return out
 
 
 def metrics_files(profile: str, results_dir=None) -> list[Path]:

@@ -25,7 +25,7 @@ from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
 from ablation.models import body_gain, count_params, flops_per_output_pixel
 from ablation.resolve import resolve_run
 from ablation.tasks import get_task
-from ablation.train import RunResult, train
+from ablation.train import RunResult, TrainingDiverged, train
 
 # "1": only reuse finished runs, never train or evaluate (the Pages workflow, `--publish`)
 REUSE_ONLY_ENV = "ABLATION_REUSE_ONLY"
@@ -121,12 +121,25 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
         for stale in folder.glob(".*.tmp"):  # left by a process killed mid-write
             stale.unlink(missing_ok=True)
         if retrain:
-            for name in ("metrics.json", "state.pt"):
+            for name in ("metrics.json", "state.pt", results_mod.DIVERGED_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(folder / name)
+        prior = results_mod.read_diverged(folder)
+        if prior is not None and prior["config_hash"] == run.config_hash:
+            raise TrainingDiverged(f"{folder / results_mod.DIVERGED_FILE}: this run diverged "
+                                   f"before ({prior['message']}); rerun with --retrain to try "
+                                   "again", prior.get("iteration"))
         t0, c0 = time.perf_counter(), time.process_time()
         if run.trainable:
-            res: RunResult = train(run, out_dir=folder)
+            try:
+                res: RunResult = train(run, out_dir=folder)
+            except TrainingDiverged as exc:  # an outcome of the recipe: recorded, then raised
+                record = dict(task=task, variant=variant, scale=scale, seed=seed,
+                              profile=profile, config_hash=run.config_hash,
+                              iteration=exc.iteration, message=str(exc))
+                atomic_write_bytes(folder / results_mod.DIVERGED_FILE,
+                                   json.dumps(record, indent=2).encode())
+                raise
             t1 = time.perf_counter()
             per_image = evaluate(res.model, run.config.eval_sets, scale, f"{t.key}/{variant}",
                                  data_dir, device=res.device)
@@ -166,6 +179,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
                   for r in summary.itertuples()},
         )
         atomic_write_bytes(folder / "metrics.json", json.dumps(metrics, indent=2).encode())
+        with contextlib.suppress(FileNotFoundError):  # an older hash's record (other settings)
+            os.unlink(folder / results_mod.DIVERGED_FILE)
         metrics["reused"] = False
         metrics["run_dir"] = str(folder)
         return metrics

@@ -47,7 +47,12 @@ from ablation.tasks import Variant
 
 
 class TrainingDiverged(AblationError):
-    """The loss became NaN or inf, or exploded; the last good checkpoint is kept."""
+    """The loss became NaN or inf, or exploded; the last good checkpoint is kept.
+    ``iteration``: where it was caught (None if unknown)."""
+
+    def __init__(self, message: str, iteration: int | None = None):
+        super().__init__(message)
+        self.iteration = iteration
 
 
 # A logged loss this many times the best logged so far means the run blew up (EDSR-baseline at
@@ -336,7 +341,7 @@ def train(
                     bad = int(bad_iter.item())
                     if bad >= 0:
                         raise _diverged(f"loss became NaN/inf at iteration {bad}", state_path,
-                                        "lower learning_rate or check the data")
+                                        "lower learning_rate or check the data", bad)
                     row = dict(iteration=done, loss=running.item() / n_running,
                                learning_rate=optimizer.param_groups[0]["lr"], val_psnr=float("nan"),
                                seconds=elapsed_before + time.perf_counter() - t0)
@@ -345,7 +350,7 @@ def train(
                     if row["loss"] > EXPLODED * best_loss:  # finite but blown up: stop now
                         raise _diverged(f"loss exploded at iteration {done}: {row['loss']:.4g}, "
                                         f"over {EXPLODED}x its best so far ({best_loss:.4g})",
-                                        state_path, "lower learning_rate")
+                                        state_path, "lower learning_rate", done)
                     best_loss = min(best_loss, row["loss"])
                     if is_val and rank == 0:
                         row["val_psnr"] = validate(model, val_pairs, scale, device)
@@ -372,11 +377,12 @@ def train(
                      run.data_fingerprint)
 
 
-def _diverged(what: str, state_path: Path | None, fix: str) -> TrainingDiverged:
+def _diverged(what: str, state_path: Path | None, fix: str, iteration: int
+              ) -> TrainingDiverged:
     """The one-line error of a diverged run, naming the checkpoint that was kept."""
     kept = f"; last good checkpoint kept: {state_path}" if state_path and state_path.exists() \
         else ""
-    return TrainingDiverged(f"{what}{kept}; {fix}")
+    return TrainingDiverged(f"{what}{kept}; {fix}", iteration)
 
 
 def compiled_backward(compiled: bool):

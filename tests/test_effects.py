@@ -144,6 +144,28 @@ def test_prose_edge_case_missing_and_failed_runs(study):
     _consistent(text)
 
 
+def test_a_diverged_seed_is_named_and_left_out_of_the_interval(study):
+    """A seed whose training blew up (its diverged.json, no scores) is named in the answer and
+    counted in the README's seeds cell; the interval rests on the finished seeds."""
+    run(study, 5, "batchnorm", 1, dict(Set5=37.30, Set14=32.61))
+    folder = study / PROFILE / "task05/batchnorm/x2/seed2"
+    folder.mkdir(parents=True)
+    (folder / "diverged.json").write_text(json.dumps(dict(
+        config_hash="0123456789abcdef", iteration=475, seed=2, message=(
+            "loss exploded at iteration 475: 4.505, over 100x its best so far (0.03153); "
+            "last good checkpoint kept: /somewhere/state.pt; lower learning_rate"))))
+    row = report.effects_table(PROFILE, study, tasks=[5]).set_index("set").loc[MEAN_SET]
+    assert row.n_variant == 2 and row.diverged == (
+        "seed 2 of baseline + batch norm diverged in training (loss exploded at iteration 475: "
+        "4.505, over 100x its best so far (0.03153))")
+    text = _answers(study, 5)
+    _consistent(text)
+    assert ("Not in the interval: seed 2 of baseline + batch norm diverged in training (loss "
+            "exploded at iteration 475") in text and "/somewhere" not in text
+    readme = report.readme_findings(study)
+    assert "| x2 | 2 / 3 (+1 diverged) |" in readme
+
+
 def test_prose_edge_case_damaged_run_is_not_judged(study):
     m = study / PROFILE / "task05/batchnorm/x2/seed0/metrics.json"
     m.write_text(m.read_text()[:40])  # a run that failed while writing

@@ -945,6 +945,49 @@ def test_nan_or_inf_loss_stops_and_keeps_the_last_good_state(data_dir, tmp_path,
     assert np.isfinite(res.history["loss"]).all()
 
 
+def test_a_diverged_run_is_recorded_and_not_retrained_blindly(data_dir, tmp_path, monkeypatch):
+    """Divergence is an outcome of the recipe (PReLU seed 2 at the cpu profile's 2e-3): the run
+    folder keeps diverged.json (where, why, config hash) for the pages; the next call fails at
+    once with that record instead of retraining into the same blow-up; --retrain tries again,
+    and a finished run drops the record."""
+    real = ablation.train.make_loss
+    monkeypatch.setattr(ablation.train, "make_loss",
+                        lambda *a, **kw: _PoisonedLoss(5, 1e6, lambda: None))
+    kw = dict(results_dir=tmp_path / "results", data_dir=data_dir, iterations=12,
+              checkpoint_every=2, log_every=2, **QUIET)
+    with pytest.raises(TrainingDiverged) as err:
+        run_variant(4, "baseline", 2, "smoke", 0, **kw)
+    assert err.value.iteration == 6
+    folder = results_mod.run_dir("smoke", 4, "baseline", 2, 0, tmp_path / "results")
+    record = results_mod.read_diverged(folder)
+    assert record["iteration"] == 6 and record["seed"] == 0 and record["profile"] == "smoke"
+    assert record["message"].startswith("loss exploded at iteration 6: ")
+    assert results_mod.diverged_seeds("smoke", 4, "baseline", 2, tmp_path / "results") == \
+        {0: record}
+
+    def no_training(*a, **k):
+        raise AssertionError("retrained a run recorded as diverged")
+
+    monkeypatch.setattr(ablation.runs, "train", no_training)
+    with pytest.raises(TrainingDiverged) as again:
+        run_variant(4, "baseline", 2, "smoke", 0, **kw)
+    msg = one_line(again.value)
+    assert msg.startswith(f"{folder / 'diverged.json'}: this run diverged before (loss exploded")
+    assert msg.endswith("rerun with --retrain to try again") and again.value.iteration == 6
+
+    monkeypatch.setattr(ablation.runs, "train", train)
+    monkeypatch.setattr(ablation.train, "make_loss", real)
+    m = run_variant(4, "baseline", 2, "smoke", 0, retrain=True, **kw)
+    assert m["reused"] is False and not (folder / "diverged.json").exists()
+    (folder / "diverged.json").write_text("{}")  # a finished run outranks a stale record
+    assert results_mod.read_diverged(folder) is None
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "diverged.json").write_text("{not json")
+    with pytest.warns(results_mod.DamagedRunWarning, match="damaged divergence record"):
+        assert results_mod.read_diverged(bad) is None
+
+
 # =========================================================================== 10. images
 
 

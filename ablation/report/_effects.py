@@ -38,7 +38,7 @@ AGGREGATION_RULE = (
 EFFECT_COLUMNS = ["task", "variant", "label", "ref_task", "ref_variant", "ref_label", "scale",
                   "set", "effect", "low", "high", "verdict", "provisional", "seed_estimated",
                   "n_variant", "n_reference", "n_images", "original", "original_caveat",
-                  "status"]
+                  "status", "diverged"]
 
 
 @dataclass(frozen=True)
@@ -153,7 +153,8 @@ def effects_table(profile: str, results_dir=None, tasks: Iterable[int] | None = 
         for scale in (s for s in t.scales if scales is None or s in set(scales)):
             for c in comparisons(t.number):
                 base = dict(task=c.task, variant=c.variant, label=c.label, ref_task=c.ref_task,
-                            ref_variant=c.ref_variant, ref_label=c.ref_label, scale=scale)
+                            ref_variant=c.ref_variant, ref_label=c.ref_label, scale=scale,
+                            diverged=diverged_text(profile, c, scale, results_dir))
                 v, r = load(c.task, c.variant, scale), load(c.ref_task, c.ref_variant, scale)
                 base.update(label=v.attrs.get("label") or c.label,
                             ref_label=r.attrs.get("label") or c.ref_label)
@@ -170,6 +171,22 @@ def effects_table(profile: str, results_dir=None, tasks: Iterable[int] | None = 
                 rows += [dict(base, set=s, **_effect_fields(e), **_original(c, scale, s, found),
                               status="ok") for s, e in found.items()]
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+
+
+def diverged_text(profile: str, c: Comparison, scale: int, results_dir=None) -> str:
+    """Which seeds of either side diverged in training (their ``diverged.json``), e.g.
+    'seed 2 of PReLU (per channel) diverged in training (loss exploded at iteration 475: ...)';
+    '' if none.
+    Such a seed has no scores: the interval rests on the others."""
+    parts = []
+    for task, variant, label in ((c.task, c.variant, c.label),
+                                 (c.ref_task, c.ref_variant, c.ref_label)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", results_mod.DamagedRunWarning)
+            found = results_mod.diverged_seeds(profile, task, variant, scale, results_dir)
+        parts += [f"seed {seed} of {label} diverged in training "
+                  f"({d['message'].split(';')[0]})" for seed, d in found.items()]
+    return "; ".join(parts)
 
 
 def _effect_fields(e: stats.Effect) -> dict:

@@ -247,13 +247,17 @@ def readme_findings(results_dir=None, profile: str = "cpu") -> str:
              "evaluation in total on the machines that ran them (the book's results page lists "
              "every run). Effect on the mean PSNR of Set5, Set14, B100 and Urban100, in dB with "
              "its 95% interval over seeds and images; the verdict comes from the interval alone "
-             "(*provisional*: one seed of the variant, the interval covers the images only):",
+             "(*provisional*: one seed of the variant, the interval covers the images only; "
+             "*diverged*: a seed whose training blew up, named on its task page, has no scores):",
              "", "| task | change | vs | scale | seeds | effect (dB) [95%] | verdict |",
              "|---|---|---|---|---|---|---|"]
     for _, r in table[table.set == MEAN_SET].iterrows():
         if r.status == "ok":
             e = effect_of(r)
-            cells = (f"{e.n_variant} / {e.n_reference}", e.interval_text(), e.verdict_text())
+            seeds = f"{e.n_variant} / {e.n_reference}"
+            n_div = r.diverged.count(" diverged in training") if r.diverged else 0
+            cells = (seeds + (f" (+{n_div} diverged)" if n_div else ""), e.interval_text(),
+                     e.verdict_text())
         else:
             cells = ("–", "–", r.status)
         lines.append(f"| {r.task} | {r.label} | {r.ref_label} | x{r.scale} | " +

@@ -75,13 +75,16 @@ def answer_sentence(rows: pd.DataFrame, scale: int,
             f"<i>{esc(first.ref_label)}</i>")
     mean = rows[rows.set == MEAN_SET]
     if first.status != "ok" or mean.empty:
-        return f"{head}: {esc(first.status if first.status != 'ok' else 'no result yet')}."
+        why = f" ({esc(first.diverged)})" if first.diverged else ""
+        return f"{head}: {esc(first.status if first.status != 'ok' else 'no result yet')}{why}."
     m = mean.iloc[0]
     e = effect_of(m)
     per_set = rows[rows.set != MEAN_SET]
     n_sets = len(per_set)
     where = f"the mean of the {n_sets} sets" if n_sets != 1 else esc(per_set.set.iloc[0])
     text = f"{head}: {effect_phrase(m)} on {where} (95% interval; {esc(e.basis_text())})."
+    if m.diverged:
+        text += f" Not in the interval: {esc(m.diverged)}."
     if n_sets > 1:
         text += " Per set: " + "; ".join(f"{esc(r.set)} {effect_phrase(r)}"
                                          for _, r in per_set.iterrows()) + "."
