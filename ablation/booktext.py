@@ -112,7 +112,11 @@ initial weights from the same stream).
 
 **One aggregation rule.** Every number of a run, on every page, is the mean over every seed of
 it in the results folder; tables say how many seeds. A page trains only the seeds it is given
-(seed 0 by default), but shows whatever seeds are on disk.
+(seed 0 by default), but shows whatever seeds are on disk. A seed whose training blows up
+(the loss becomes NaN/inf or over 100x its best) is an outcome of the recipe, not a run to
+redo with other settings: its folder keeps `diverged.json` (where and why), the task page's
+answer names it, the README's seeds column counts it, and the interval rests on the seeds that
+finished.
 
 **Effects and their intervals.** An effect is a variant's PSNR minus the PSNR of the run it is
 compared with, in dB, per benchmark set and for the mean of the sets (each set weighs the

@@ -136,7 +136,8 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             except TrainingDiverged as exc:  # an outcome of the recipe: recorded, then raised
                 record = dict(task=task, variant=variant, scale=scale, seed=seed,
                               profile=profile, config_hash=run.config_hash,
-                              iteration=exc.iteration, message=str(exc))
+                              iteration=exc.iteration,
+                              message=str(exc).split(";")[0])  # what happened; no paths
                 atomic_write_bytes(folder / results_mod.DIVERGED_FILE,
                                    json.dumps(record, indent=2).encode())
                 raise

@@ -962,6 +962,7 @@ def test_a_diverged_run_is_recorded_and_not_retrained_blindly(data_dir, tmp_path
     record = results_mod.read_diverged(folder)
     assert record["iteration"] == 6 and record["seed"] == 0 and record["profile"] == "smoke"
     assert record["message"].startswith("loss exploded at iteration 6: ")
+    assert str(tmp_path) not in json.dumps(record)  # committed as is: no machine path
     assert results_mod.diverged_seeds("smoke", 4, "baseline", 2, tmp_path / "results") == \
         {0: record}
 

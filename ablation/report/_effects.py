@@ -185,7 +185,7 @@ def diverged_text(profile: str, c: Comparison, scale: int, results_dir=None) -> 
             warnings.simplefilter("ignore", results_mod.DamagedRunWarning)
             found = results_mod.diverged_seeds(profile, task, variant, scale, results_dir)
         parts += [f"seed {seed} of {label} diverged in training "
-                  f"({d['message'].split(';')[0]})" for seed, d in found.items()]
+                  f"({d['message']})" for seed, d in found.items()]
     return "; ".join(parts)
 
 
