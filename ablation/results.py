@@ -198,16 +198,20 @@ def read_diverged(folder: Path) -> dict | None:
     return d
 
 
+def seed_folders(profile: str, task: int, variant: str, scale: int, results_dir=None
+                 ) -> dict[int, Path]:
+    """{seed: folder} of every ``seed<k>`` folder of a run on disk, by seed (whatever state)."""
+    parent = run_dir(profile, task, variant, scale, 0, results_dir).parent
+    return {int(f.name.removeprefix("seed")): f for f in sorted(parent.glob("seed*"))
+            if f.name.removeprefix("seed").isdigit()}
+
+
 def diverged_seeds(profile: str, task: int, variant: str, scale: int, results_dir=None
                    ) -> dict[int, dict]:
     """{seed: :func:`read_diverged` record} of the run's seeds that diverged in training."""
-    parent = run_dir(profile, task, variant, scale, 0, results_dir).parent
-    out = {}
-    for folder in sorted(parent.glob("seed*")):
-        d = read_diverged(folder)
-        if d is not None and folder.name.removeprefix("seed").isdigit():
-            out[int(folder.name.removeprefix("seed"))] = d
-    return out
+    return {seed: d for seed, folder in seed_folders(profile, task, variant, scale,
+                                                      results_dir).items()
+            if (d := read_diverged(folder)) is not None}
 
 
 def metrics_files(profile: str, results_dir=None) -> list[Path]:

@@ -38,7 +38,7 @@ AGGREGATION_RULE = (
 EFFECT_COLUMNS = ["task", "variant", "label", "ref_task", "ref_variant", "ref_label", "scale",
                   "set", "effect", "low", "high", "verdict", "provisional", "seed_estimated",
                   "n_variant", "n_reference", "n_images", "original", "original_caveat",
-                  "status", "diverged"]
+                  "status", "diverged", "n_diverged"]
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,13 @@ def per_image(profile: str, task: int, variant: str, scale: int,
     """Per-image PSNR of every finished seed of a run: columns seed, set, image, psnr (a damaged
     or unfinished seed is left out; a damaged one with its warning). ``attrs["label"]``: the
     label the run recorded."""
-    parent = results_mod.run_dir(profile, task, variant, scale, 0, results_dir).parent
     frames, label = [], None
-    for folder in sorted(parent.glob("seed*")):
+    for seed, folder in results_mod.seed_folders(profile, task, variant, scale,
+                                                 results_dir).items():
         m = results_mod.read_metrics(folder)
         if m is None:
             continue
         label = label or m.get("label")
-        seed = int(folder.name.removeprefix("seed"))
         df = pd.read_csv(folder / "per_image.csv", usecols=["set", "image", "psnr"])
         frames.append(df.assign(seed=seed))
     if not frames:
@@ -154,7 +153,7 @@ def effects_table(profile: str, results_dir=None, tasks: Iterable[int] | None = 
             for c in comparisons(t.number):
                 base = dict(task=c.task, variant=c.variant, label=c.label, ref_task=c.ref_task,
                             ref_variant=c.ref_variant, ref_label=c.ref_label, scale=scale,
-                            diverged=diverged_text(profile, c, scale, results_dir))
+                            **_diverged(profile, c, scale, results_dir))
                 v, r = load(c.task, c.variant, scale), load(c.ref_task, c.ref_variant, scale)
                 base.update(label=v.attrs.get("label") or c.label,
                             ref_label=r.attrs.get("label") or c.ref_label)
@@ -173,20 +172,20 @@ def effects_table(profile: str, results_dir=None, tasks: Iterable[int] | None = 
     return pd.DataFrame(rows, columns=EFFECT_COLUMNS)
 
 
-def diverged_text(profile: str, c: Comparison, scale: int, results_dir=None) -> str:
-    """Which seeds of either side diverged in training (their ``diverged.json``), e.g.
-    'seed 2 of PReLU (per channel) diverged in training (loss exploded at iteration 475: ...)';
-    '' if none.
-    Such a seed has no scores: the interval rests on the others."""
+def _diverged(profile: str, c: Comparison, scale: int, results_dir=None) -> dict:
+    """The ``diverged`` and ``n_diverged`` columns: which seeds of either side diverged in
+    training (their ``diverged.json``), e.g. 'seed 2 of PReLU (per channel) diverged in
+    training (loss exploded at iteration 475: ...)', and how many. Such a seed has no scores:
+    the interval rests on the others."""
     parts = []
     for task, variant, label in ((c.task, c.variant, c.label),
                                  (c.ref_task, c.ref_variant, c.ref_label)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", results_mod.DamagedRunWarning)
             found = results_mod.diverged_seeds(profile, task, variant, scale, results_dir)
-        parts += [f"seed {seed} of {label} diverged in training "
-                  f"({d['message']})" for seed, d in found.items()]
-    return "; ".join(parts)
+        parts += [f"seed {seed} of {label} diverged in training ({d['message']})"
+                  for seed, d in found.items()]
+    return dict(diverged="; ".join(parts), n_diverged=len(parts))
 
 
 def _effect_fields(e: stats.Effect) -> dict:

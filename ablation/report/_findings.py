@@ -255,7 +255,7 @@ def readme_findings(results_dir=None, profile: str = "cpu") -> str:
         if r.status == "ok":
             e = effect_of(r)
             seeds = f"{e.n_variant} / {e.n_reference}"
-            n_div = r.diverged.count(" diverged in training") if r.diverged else 0
+            n_div = int(r.n_diverged)
             cells = (seeds + (f" (+{n_div} diverged)" if n_div else ""), e.interval_text(),
                      e.verdict_text())
         else:

@@ -41,9 +41,7 @@ def body_gains(planned: Sequence[PlannedRun], profile: str, results_dir=None
         if not p.trainable or key in out:
             continue
         gains: dict[int, float] = {}
-        variant_dir = results_mod.run_dir(profile, p.task, p.variant, p.scale, 0,
-                                          results_dir).parent
-        for folder in sorted(variant_dir.glob("seed*")):
+        for folder in results_mod.seed_folders(profile, *key, results_dir).values():
             m = results_mod.read_metrics(folder)
             if m is None:
                 continue
