@@ -224,6 +224,36 @@ def test_ladder_reads_committed_runs_and_names_the_missing(tmp_path):
     assert not (root / "cpu16").exists()  # reading never trains nor creates a profile
 
 
+def test_the_16x_factor_is_the_one_that_moved_most_from_1x_to_4x(tmp_path):
+    root = tmp_path / "r"
+    moves = {"batchnorm": (5, -0.6, -0.3), "resblocks": (6, -0.4, -0.35),
+             "depth16": (8, -1.0, -0.2), "l2": (9, -0.2, -0.1), "rcab": (10, -0.3, -0.5)}
+    for profile, base in (("cpu", 31.0), ("cpu4", 31.5)):
+        for seed, d in enumerate((0.0, 0.02, -0.02)):
+            run(root, 4, "baseline", seed, dict(B100=base + d, Set5=base + d), profile)
+            for variant, (task, at1, at4) in moves.items():
+                if variant == "depth16" and profile == "cpu4" and seed == 0:
+                    assert report.most_moved_factor(report.ladder_effects(root)) is None
+                x = at1 if profile == "cpu" else at4
+                run(root, task, variant, seed, dict(B100=base + d + x, Set5=base + d + x),
+                    profile)
+    task, variant, moved = report.most_moved_factor(report.ladder_effects(root))
+    assert (task, variant) == (8, "depth16") and moved == pytest.approx(0.8)
+    html = " ".join(report.ladder_tables(root).html.split())
+    assert "moved most from 1x to 4x, <b>task 8, 16 layers</b> (by 0.80 dB)" in html
+    missing = html.split("Ladder runs not yet committed</b>: ")[1].split(".</p>")[0]
+    assert missing.split("; ") == ["baseline (8 conv, LR input) at 16x", "16 layers at 16x"]
+    readme = report.readme_ladder(root)
+    assert "| 8 | 16 layers | −1.00 dB [" in readme and "*shrinks* | not yet run |" in readme
+    assert "| 9 | L2 loss | −0.20 dB [" in readme and readme.count("| – |") == 4
+    assert "16x runs the baseline and the factor whose effect moved most from 1x to 4x: task 8 " \
+           "(0.80 dB)" in readme
+    assert readme.endswith(
+        "Not committed yet: baseline (8 conv, LR input) at 16x; 16 layers at 16x.")
+    with pytest.raises(ValueError, match="README.md lacks the generated block"):
+        report.update_readme("no blocks here", root)
+
+
 def test_ladder_change_rule():
     e = lambda x, lo, hi: stats.Effect(x, lo, hi, 3, 3, 100, True)  # noqa: E731
     first = e(-0.8, -1.0, -0.6)
@@ -238,7 +268,8 @@ def test_ladder_change_rule():
 def test_readme_findings_come_from_the_committed_results():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert report.update_readme(text, REPO / "results") == text, \
-        "README findings are stale: run `ablation book generate`"
+        "README findings or ladder are stale: run `ablation book generate`"
+    assert "| 5 | baseline + batch norm | −0.64 dB [−1.05, −0.23] worse |" in text  # ladder, 1x
     n, hours = report.study_hours("cpu", REPO / "results")
     assert f"{n} committed runs under `results/cpu`, {hours:.2f} h" in text
     # no other number for the study's time in the README or the method page

@@ -17,7 +17,8 @@ private module per concern, each with one kind of dependency:
 - ``_effect_figures``: forest plots and the compute ladder's curves (``style``, ``figsize``);
 - ``_ladder``: the compute ladder, read from committed runs only;
 - ``_prose``: the generated sentences of the conclusions;
-- ``_findings``: the effects sections, the findings and ladder pages, the README's findings;
+- ``_findings``: the effects sections, the findings and ladder pages;
+- ``_readme``: the README's generated blocks (the findings table, the ladder table);
 - ``_pages``: the section calls of the task, results, conclusion and method pages.
 
 Which runs a page needs is :mod:`ablation.planning` (the sweep plans the same runs), the
@@ -61,10 +62,8 @@ from ._findings import (
     ladder_conclusion,
     ladder_curves,
     ladder_tables,
-    readme_findings,
     render_effects,
     study_hours,
-    update_readme,
 )
 from ._html import (
     SMOKE_WARNING,
@@ -73,7 +72,7 @@ from ._html import (
     render_study_table,
     render_task_table,
 )
-from ._ladder import change, ladder_effects, ladder_points, ladder_status
+from ._ladder import change, ladder_effects, ladder_points, ladder_status, most_moved_factor
 from ._pages import (
     compute_table,
     conclusion,
@@ -87,6 +86,7 @@ from ._pages import (
 )
 from ._probes import best_crop, body_gains, comparison_panels, sr_crop
 from ._prose import answer_sentence, conclusion_text, fit_sentence
+from ._readme import readme_findings, readme_ladder, update_readme
 from ._running import TaskRuns, run_one, run_references, run_task
 from ._tables import (
     RUN_COLUMNS,
@@ -102,18 +102,17 @@ from ._tables import (
 __all__ = [
     "AGGREGATION_RULE", "Comparison", "FORMATS", "FigureFiles", "Html", "MEAN_SET",
     "ORIGINAL_CAVEATS", "ORIGINAL_README", "PUBLISHED", "PlannedRun", "RUN_COLUMNS",
-    "SMOKE_WARNING", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop",
-    "body_gain", "body_gains", "change", "comparison_figure", "comparison_panels", "comparisons",
-    "compute_table", "conclusion", "conclusion_text", "cost_figure", "cost_plot",
-    "curves_figure", "download_links", "effects", "effects_table", "figure_style",
-    "figures_dir", "final_losses", "findings", "findings_plot", "fit_sentence",
-    "forest_figure", "forest_plot", "forest_rows", "ladder_conclusion", "ladder_curves",
-    "ladder_effects", "ladder_figure", "ladder_points", "ladder_status", "ladder_tables",
-    "load_histories", "load_runs", "method_profiles", "new_figure", "original_psnr",
-    "per_image", "place_labels", "planned_runs", "primary_comparison", "profile_banner",
-    "profiles_table", "readme_findings", "render_effects", "render_study_table",
-    "render_task_table", "results_table", "run_one", "run_records", "run_references",
-    "run_task", "runs_csv", "runs_json", "save_figure", "sr_crop", "study_conclusion",
-    "study_hours", "study_results", "study_rows", "study_table", "task_table",
-    "training_curves", "update_readme", "visual_comparison",
+    "SMOKE_WARNING", "TaskRuns", "aggregate_seeds", "answer_sentence", "best_crop", "body_gain",
+    "body_gains", "change", "comparison_figure", "comparison_panels", "comparisons",
+    "compute_table", "conclusion", "conclusion_text", "cost_figure", "cost_plot", "curves_figure",
+    "download_links", "effects", "effects_table", "figure_style", "figures_dir", "final_losses",
+    "findings", "findings_plot", "fit_sentence", "forest_figure", "forest_plot", "forest_rows",
+    "ladder_conclusion", "ladder_curves", "ladder_effects", "ladder_figure", "ladder_points",
+    "ladder_status", "ladder_tables", "load_histories", "load_runs", "method_profiles",
+    "most_moved_factor", "new_figure", "original_psnr", "per_image", "place_labels",
+    "planned_runs", "primary_comparison", "profile_banner", "profiles_table", "readme_findings",
+    "readme_ladder", "render_effects", "render_study_table", "render_task_table", "results_table",
+    "run_one", "run_records", "run_references", "run_task", "runs_csv", "runs_json", "save_figure",
+    "sr_crop", "study_conclusion", "study_hours", "study_results", "study_rows", "study_table",
+    "task_table", "training_curves", "update_readme", "visual_comparison",
 ]

@@ -1,5 +1,5 @@
 """The page sections built on the effects: a task page's effects table and forest plot, the
-one-look findings page, the compute-ladder page and the README's findings block.
+one-look findings page and the compute-ladder page (the README's blocks: :mod:`._readme`).
 
 Every number comes from :func:`._effects.effects_table` (one aggregation rule, one statistic);
 figures are drawn by :mod:`._effect_figures` and saved with :func:`._figures.save_figure`.
@@ -15,8 +15,8 @@ import pandas as pd
 
 from ablation import results as results_mod
 from ablation import stats
-from ablation.config import LADDER, SCALES
-from ablation.tasks import LADDER_SCALE, get_task
+from ablation.config import LADDER, SCALES, budget_multiplier
+from ablation.tasks import LADDER_BASELINE, LADDER_SCALE, get_task
 
 from ._effect_figures import forest_figure, ladder_figure
 from ._effects import (
@@ -31,11 +31,13 @@ from ._figures import DEFAULT_FORMATS, FigureFiles, figures_dir, save_figure
 from ._html import TABLE_STYLE, Html, esc, profile_banner, smoke_note
 from ._ladder import (
     CHANGE_RULE,
+    LADDER_PROFILES,
     NOT_YET,
     ladder_effects,
     ladder_points,
     ladder_sentences,
     ladder_status,
+    most_moved_factor,
     original_points,
 )
 from ._running import TaskRuns
@@ -193,12 +195,25 @@ def ladder_tables(results_dir=None) -> Html:
     """Which ladder runs are committed, then per factor: the effect at each budget with its
     interval (B100 and the mean of the sets) and whether it shrinks, holds or flips."""
     status = ladder_status(results_dir)
+    eff = ladder_effects(results_dir)
     budgets = [c for c in status.columns if c.endswith("x")]
-    missing = [f"{r.label} at {b}" for _, r in status.iterrows() for b in budgets if not r[b]]
+    top = f"{budget_multiplier(LADDER_PROFILES[-1])}x"
+    chosen = most_moved_factor(eff)
+    planned = {LADDER_BASELINE, *([chosen[:2]] if chosen else [])}  # the runs the top rung holds
+    missing = [f"{r.label} at {b}" for _, r in status.iterrows() for b in budgets
+               if not r[b] and (b != top or (r.task, r.variant) in planned)]
     parts = ["<p>Seeds committed per run and budget:</p>", status.to_html(index=False)]
+    if chosen:
+        task, variant, moved = chosen
+        parts.append(f"<p>At {top} the ladder runs the baseline and one factor: the one whose "
+                     "effect on the mean of the sets moved most from 1x to 4x, "
+                     f"<b>task {task}, {esc(get_task(task).variant(variant).label)}</b> (by "
+                     f"{moved:.2f} dB). The other factors stop at 4x.</p>")
+    else:
+        parts.append(f"<p>At {top} the ladder runs the baseline and the one factor whose effect "
+                     "moves most from 1x to 4x, chosen once every factor has a 4x run.</p>")
     if missing:
         parts.append(f"<p><b>Ladder runs not yet committed</b>: {esc('; '.join(missing))}.</p>")
-    eff = ladder_effects(results_dir)
     for (task, _variant), g in eff.groupby(["task", "variant"], sort=False):
         cells = []
         for s, gs in g.groupby("set", sort=False):
@@ -236,40 +251,3 @@ def study_hours(profile: str = "cpu", results_dir=None) -> tuple[int, float]:
         n += 1
         seconds += (m.get("train_seconds") or 0.0) + (m.get("eval_seconds") or 0.0)
     return n, seconds / 3600
-
-
-def readme_findings(results_dir=None, profile: str = "cpu") -> str:
-    """The README's findings block (markdown), from the committed runs: one row per comparison
-    at x2 (task 1 also at x3 and x4), effect on the mean of the four sets with its interval."""
-    table = effects_table(profile, results_dir)
-    n, hours = study_hours(profile, results_dir)
-    lines = [f"{n} committed runs under `results/{profile}`, {hours:.2f} h of training and "
-             "evaluation in total on the machines that ran them (the book's results page lists "
-             "every run). Effect on the mean PSNR of Set5, Set14, B100 and Urban100, in dB with "
-             "its 95% interval over seeds and images; the verdict comes from the interval alone "
-             "(*provisional*: one seed of the variant, the interval covers the images only; "
-             "*diverged*: a seed whose training blew up, named on its task page, has no scores):",
-             "", "| task | change | vs | scale | seeds | effect (dB) [95%] | verdict |",
-             "|---|---|---|---|---|---|---|"]
-    for _, r in table[table.set == MEAN_SET].iterrows():
-        if r.status == "ok":
-            e = effect_of(r)
-            seeds = f"{e.n_variant} / {e.n_reference}"
-            n_div = int(r.n_diverged)
-            cells = (seeds + (f" (+{n_div} diverged)" if n_div else ""), e.interval_text(),
-                     e.verdict_text())
-        else:
-            cells = ("–", "–", r.status)
-        lines.append(f"| {r.task} | {r.label} | {r.ref_label} | x{r.scale} | " +
-                     " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-README_START = "<!-- findings: generated by `ablation book generate` from results/cpu -->"
-README_END = "<!-- end of findings -->"
-
-
-def update_readme(text: str, results_dir=None) -> str:
-    """``text`` (the README) with its findings block regenerated."""
-    a, b = text.index(README_START) + len(README_START), text.index(README_END)
-    return text[:a] + "\n" + readme_findings(results_dir) + "\n" + text[b:]

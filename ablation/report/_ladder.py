@@ -122,6 +122,26 @@ def ladder_effects(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES,
                                        "effect", "change"])
 
 
+def most_moved_factor(effects: pd.DataFrame, first: str = "cpu", later: str = "cpu4",
+                      ) -> tuple[int, str, float] | None:
+    """(task, variant, dB) of the factor whose effect on the mean of the sets moved most from
+    ``first`` to ``later`` (|effect later - effect first|): the one factor the ladder also takes
+    to 16x. None until every factor has a committed run at both budgets, so the choice is never
+    made on part of the ladder."""
+    mean = effects[effects.set == MEAN_SET]
+    moved = []
+    for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
+        by_profile = dict(zip(g.profile, g.effect, strict=True))
+        a, b = by_profile.get(first), by_profile.get(later)
+        if a is None or b is None:
+            return None
+        moved.append((abs(b.effect - a.effect), task, variant))
+    if not moved:
+        return None
+    dist, task, variant = max(moved)
+    return task, variant, dist
+
+
 def ladder_sentences(effects: pd.DataFrame) -> list[str]:
     """Per factor, what the ladder shows on the mean of the sets, claiming no more than the
     committed runs: the effect per budget run, its change, and the budgets not yet run."""
