@@ -237,12 +237,18 @@ def test_the_16x_factor_is_the_one_that_moved_most_from_1x_to_4x(tmp_path):
                 x = at1 if profile == "cpu" else at4
                 run(root, task, variant, seed, dict(B100=base + d + x, Set5=base + d + x),
                     profile)
+    for profile, gains in (("cpu", (1e-7, 0.11, 2e-7)), ("cpu4", (0.5, 0.62, 0.4))):
+        for seed, gain in enumerate(gains):  # the body trains only with more compute
+            m = root / profile / f"task08/depth16/x2/seed{seed}/metrics.json"
+            m.write_text(json.dumps(dict(json.loads(m.read_text()), body_gain=gain)))
     task, variant, moved = report.most_moved_factor(report.ladder_effects(root))
     assert (task, variant) == (8, "depth16") and moved == pytest.approx(0.8)
     html = " ".join(report.ladder_tables(root).html.split())
     assert "moved most from 1x to 4x, <b>task 8, 16 layers</b> (by 0.80 dB)" in html
     missing = html.split("Ladder runs not yet committed</b>: ")[1].split(".</p>")[0]
     assert missing.split("; ") == ["baseline (8 conv, LR input) at 16x", "16 layers at 16x"]
+    assert ("<td>16 layers</td> <td>0: 1.0e-07, 1: 0.11, 2: 2.0e-07</td> "
+            "<td>0: 0.50, 1: 0.62, 2: 0.40</td> <td>–</td>") in html
     readme = report.readme_ladder(root)
     assert "| 8 | 16 layers | −1.00 dB [" in readme and "*shrinks* | not yet run |" in readme
     assert "| 9 | L2 loss | −0.20 dB [" in readme and readme.count("| – |") == 4

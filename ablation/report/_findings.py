@@ -33,6 +33,7 @@ from ._ladder import (
     CHANGE_RULE,
     LADDER_PROFILES,
     NOT_YET,
+    ladder_body_gains,
     ladder_effects,
     ladder_points,
     ladder_sentences,
@@ -40,6 +41,7 @@ from ._ladder import (
     most_moved_factor,
     original_points,
 )
+from ._prose import VANISHED
 from ._running import TaskRuns
 from ._tables import ordered_sets
 
@@ -203,6 +205,13 @@ def ladder_tables(results_dir=None) -> Html:
     missing = [f"{r.label} at {b}" for _, r in status.iterrows() for b in budgets
                if not r[b] and (b != top or (r.task, r.variant) in planned)]
     parts = ["<p>Seeds committed per run and budget:</p>", status.to_html(index=False)]
+    gains = ladder_body_gains(results_dir).set_index("label")[budgets]
+    cells = gains.map(lambda g: ", ".join(f"{s}: {v:.2f}" if v >= VANISHED else f"{s}: {v:.1e}"
+                                          for s, v in sorted(g.items())) or "–")
+    parts += [f"<p>Body gain per seed (<i>seed: gain</i>; the size of the body's output over its "
+              f"input, <code>body_gain</code> in <code>metrics.json</code>; under {VANISHED:g} "
+              "the body never trained and the net is its linear head-upsampler-tail path):</p>",
+              cells.reset_index().to_html(index=False)]
     if chosen:
         task, variant, moved = chosen
         parts.append(f"<p>At {top} the ladder runs the baseline and one factor: the one whose "

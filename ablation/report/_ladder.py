@@ -22,6 +22,7 @@ from ablation.tasks import LADDER_BASELINE, LADDER_FACTORS, LADDER_SCALE, get_ta
 
 from ._effects import MEAN_SET, per_image, set_effects
 from ._html import esc
+from ._probes import run_body_gains
 
 LADDER_PROFILES = ("cpu", *LADDER)  # 1x, 4x, 16x
 SHRINKS, HOLDS, GROWS, FLIPS = "shrinks", "holds", "grows", "flips"
@@ -53,6 +54,21 @@ def ladder_status(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES) -
         for p in profiles:
             df = per_image(p, task, variant, LADDER_SCALE, results_dir)
             row[f"{budget_multiplier(p)}x"] = int(df.seed.nunique())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ladder_body_gains(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES
+                      ) -> pd.DataFrame:
+    """Per ladder run and budget, the body gain of each committed seed ({seed: gain}, see
+    :func:`._probes.run_body_gains`): whether a body that did not train at 1x trains with more
+    compute (a vanished body under :data:`._prose.VANISHED`, as depth 16's at 1x)."""
+    rows = []
+    for task, variant in ladder_runs():
+        row = dict(task=task, variant=variant, label=get_task(task).variant(variant).label)
+        for p in profiles:
+            row[f"{budget_multiplier(p)}x"] = run_body_gains(p, task, variant, LADDER_SCALE,
+                                                             results_dir)
         rows.append(row)
     return pd.DataFrame(rows)
 

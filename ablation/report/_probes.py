@@ -28,34 +28,40 @@ CROP_HR = 96  # side of the zoomed crop in HR pixels (divisible by 2, 3 and 4)
 
 def body_gains(planned: Sequence[PlannedRun], profile: str, results_dir=None
                ) -> dict[tuple[int, str, int], dict[int, float]]:
-    """(task, variant, scale) -> {seed: :func:`~ablation.models.body_gain`} over EVERY finished
-    seed folder of each planned trained run (not only the planned seeds): the value training
-    recorded in ``metrics.json``, else the probe of the committed ``model.pt``. Seeds with
-    neither (older runs without a model) or without a feature-level residual are left out."""
-    from ablation.checkpoint import load_model
-    from ablation.models import body_gain
-
+    """(task, variant, scale) -> :func:`run_body_gains` of each planned trained run that has
+    any."""
     out: dict[tuple[int, str, int], dict[int, float]] = {}
     for p in planned:
         key = (p.task, p.variant, p.scale)
-        if not p.trainable or key in out:
-            continue
-        gains: dict[int, float] = {}
-        for folder in results_mod.seed_folders(profile, *key, results_dir).values():
-            m = results_mod.read_metrics(folder)
-            if m is None:
-                continue
-            if "body_gain" in m:
-                gain = m["body_gain"]
-            elif (folder / "model.pt").is_file():
-                gain = body_gain(load_model(folder / "model.pt", expect_scale=p.scale)[0])
-            else:
-                continue
-            if gain is not None:
-                gains[int(m["seed"])] = float(gain)
-        if gains:
+        if p.trainable and key not in out and (gains := run_body_gains(profile, *key,
+                                                                       results_dir)):
             out[key] = gains
     return out
+
+
+def run_body_gains(profile: str, task: int, variant: str, scale: int, results_dir=None
+                   ) -> dict[int, float]:
+    """{seed: :func:`~ablation.models.body_gain`} over EVERY finished seed folder of a run (not
+    only the planned seeds): the value training recorded in ``metrics.json``, else the probe of
+    the committed ``model.pt``. Seeds with neither (older runs without a model) or without a
+    feature-level residual are left out."""
+    from ablation.checkpoint import load_model
+    from ablation.models import body_gain
+
+    gains: dict[int, float] = {}
+    for folder in results_mod.seed_folders(profile, task, variant, scale, results_dir).values():
+        m = results_mod.read_metrics(folder)
+        if m is None:
+            continue
+        if "body_gain" in m:
+            gain = m["body_gain"]
+        elif (folder / "model.pt").is_file():
+            gain = body_gain(load_model(folder / "model.pt", expect_scale=scale)[0])
+        else:
+            continue
+        if gain is not None:
+            gains[int(m["seed"])] = float(gain)
+    return gains
 
 
 def pick_images(profile: str, data_dir=None, n: int = 3,
