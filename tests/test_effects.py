@@ -244,7 +244,7 @@ def test_the_16x_factor_is_the_one_that_moved_most_from_1x_to_4x(tmp_path):
     task, variant, moved = report.most_moved_factor(report.ladder_effects(root))
     assert (task, variant) == (8, "depth16") and moved == pytest.approx(0.8)
     html = " ".join(report.ladder_tables(root).html.split())
-    assert "moved most from 1x to 4x, <b>task 8, 16 layers</b> (by 0.80 dB)" in html
+    assert "every factor holds): <b>task 8, 16 layers</b> (by 0.80 dB)" in html
     missing = html.split("Ladder runs not yet committed</b>: ")[1].split(".</p>")[0]
     assert missing.split("; ") == ["baseline (8 conv, LR input) at 16x", "16 layers at 16x"]
     assert ("<td>16 layers</td> <td>0: 1.0e-07, 1: 0.11, 2: 2.0e-07</td> "
@@ -252,12 +252,29 @@ def test_the_16x_factor_is_the_one_that_moved_most_from_1x_to_4x(tmp_path):
     readme = report.readme_ladder(root)
     assert "| 8 | 16 layers | −1.00 dB [" in readme and "*shrinks* | not yet run |" in readme
     assert "| 9 | L2 loss | −0.20 dB [" in readme and readme.count("| – |") == 4
-    assert "16x runs the baseline and the factor whose effect moved most from 1x to 4x: task 8 " \
-           "(0.80 dB)" in readme
+    assert "16x runs the baseline and the factor whose effect on the mean of the " \
+           "sets moved most from 1x to 4x (a move that holds, inside the 4x interval, counts " \
+           "only if every factor holds): task 8 (0.80 dB)" in readme
     assert readme.endswith(
         "Not committed yet: baseline (8 conv, LR input) at 16x; 16 layers at 16x.")
     with pytest.raises(ValueError, match="README.md lacks the generated block"):
         report.update_readme("no blocks here", root)
+
+
+def test_a_move_inside_the_interval_is_not_the_move_that_goes_to_16x():
+    import pandas as pd
+
+    e = lambda x, lo, hi: stats.Effect(x, lo, hi, 3, 3, 100, True)  # noqa: E731
+    rows = [dict(task=8, variant="depth16", profile="cpu", effect=e(-1.57, -2.08, -1.05)),
+            dict(task=8, variant="depth16", profile="cpu4", effect=e(-2.03, -2.66, -1.41)),
+            dict(task=5, variant="batchnorm", profile="cpu", effect=e(-0.64, -1.05, -0.23)),
+            dict(task=5, variant="batchnorm", profile="cpu4", effect=e(-0.33, -0.40, -0.26))]
+    effects = pd.DataFrame([dict(r, set=MEAN_SET) for r in rows])
+    task, variant, moved = report.most_moved_factor(effects)  # depth 16 moved more, but holds
+    assert (task, variant) == (5, "batchnorm") and moved == pytest.approx(0.31)
+    holds_only = effects[effects.variant == "depth16"]
+    assert report.most_moved_factor(holds_only)[:2] == (8, "depth16")  # all hold: the largest
+    assert report.most_moved_factor(effects.iloc[:3]) is None  # batch norm's 4x not committed
 
 
 def test_ladder_change_rule():

@@ -33,6 +33,7 @@ from ._ladder import (
     CHANGE_RULE,
     LADDER_PROFILES,
     NOT_YET,
+    TOP_RUNG_RULE,
     ladder_body_gains,
     ladder_effects,
     ladder_points,
@@ -214,13 +215,12 @@ def ladder_tables(results_dir=None) -> Html:
               cells.reset_index().to_html(index=False)]
     if chosen:
         task, variant, moved = chosen
-        parts.append(f"<p>At {top} the ladder runs the baseline and one factor: the one whose "
-                     "effect on the mean of the sets moved most from 1x to 4x, "
-                     f"<b>task {task}, {esc(get_task(task).variant(variant).label)}</b> (by "
+        parts.append(f"<p>At {top} the ladder runs the baseline and {TOP_RUNG_RULE}"
+                     f": <b>task {task}, {esc(get_task(task).variant(variant).label)}</b> (by "
                      f"{moved:.2f} dB). The other factors stop at 4x.</p>")
     else:
-        parts.append(f"<p>At {top} the ladder runs the baseline and the one factor whose effect "
-                     "moves most from 1x to 4x, chosen once every factor has a 4x run.</p>")
+        parts.append(f"<p>At {top} the ladder runs the baseline and {TOP_RUNG_RULE}"
+                     ", chosen once every factor has a 4x run.</p>")
     if missing:
         parts.append(f"<p><b>Ladder runs not yet committed</b>: {esc('; '.join(missing))}.</p>")
     for (task, _variant), g in eff.groupby(["task", "variant"], sort=False):

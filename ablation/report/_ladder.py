@@ -33,6 +33,9 @@ CHANGE_RULE = (
     f"side; otherwise <i>{SHRINKS}</i> or <i>{GROWS}</i> by the size of the estimate. "
     f"<i>{NOT_YET}</i>: a run of that budget is not committed.")
 
+TOP_RUNG_RULE = ("the factor whose effect on the mean of the sets moved most from 1x to 4x (a "
+                 "move that holds, inside the 4x interval, counts only if every factor holds)")
+
 
 def hr_pixels(task: int, variant: str, profile: str, scale: int = LADDER_SCALE) -> float:
     """HR pixels a run of ``profile`` sees in training: iterations x batch x (LR patch x
@@ -140,10 +143,12 @@ def ladder_effects(results_dir=None, profiles: Iterable[str] = LADDER_PROFILES,
 
 def most_moved_factor(effects: pd.DataFrame, first: str = "cpu", later: str = "cpu4",
                       ) -> tuple[int, str, float] | None:
-    """(task, variant, dB) of the factor whose effect on the mean of the sets moved most from
-    ``first`` to ``later`` (|effect later - effect first|): the one factor the ladder also takes
-    to 16x. None until every factor has a committed run at both budgets, so the choice is never
-    made on part of the ladder."""
+    """(task, variant, dB) of the factor whose answer moved most from ``first`` to ``later``:
+    the one factor the ladder also takes to 16x. The move is |effect later - effect first| on
+    the mean of the sets, and only a detected move counts: a factor whose change is *holds*
+    (its ``first`` effect inside the ``later`` interval, :func:`change`) is passed over unless
+    every factor holds. None until every factor has a committed run at both budgets, so the
+    choice is never made on part of the ladder."""
     mean = effects[effects.set == MEAN_SET]
     moved = []
     for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
@@ -151,10 +156,10 @@ def most_moved_factor(effects: pd.DataFrame, first: str = "cpu", later: str = "c
         a, b = by_profile.get(first), by_profile.get(later)
         if a is None or b is None:
             return None
-        moved.append((abs(b.effect - a.effect), task, variant))
+        moved.append((change(a, b) != HOLDS, abs(b.effect - a.effect), task, variant))
     if not moved:
         return None
-    dist, task, variant = max(moved)
+    _, dist, task, variant = max(moved)
     return task, variant, dist
 
 
