@@ -292,6 +292,9 @@ def build_model(spec: ModelSpec, scale: int) -> SRNet:
     return SRNet(spec, scale)
 
 
+VANISHED_BODY = 1e-3  # a body_gain under this: the body's output vanished, it never trained
+
+
 def body_gain(model: SRNet, size: int = 48, seed: int = 0) -> float | None:
     """``||body(f)|| / ||f||`` for ``f = head(x)`` on a fixed pseudo-random LR input ``x``
     ``(1, C, size, size)``: how much the body adds to the feature-level global residual.

@@ -249,6 +249,16 @@ def test_the_16x_factor_is_the_one_that_moved_most_from_1x_to_4x(tmp_path):
     assert missing.split("; ") == ["baseline (8 conv, LR input) at 16x", "16 layers at 16x"]
     assert ("<td>16 layers</td> <td>0: 1.0e-07, 1: 0.11, 2: 2.0e-07</td> "
             "<td>0: 0.50, 1: 0.62, 2: 0.40</td> <td>–</td>") in html
+    text = " ".join(report.ladder_conclusion(root).html.split())
+    assert ("Its body vanished (body gain under 0.001) in some seeds (1x: 2 of 3; 4x: 0 of 3)"
+            in text)
+    assert "the ladder stops at 4x for this factor" in text  # batch norm, L2, ... stop at 4x
+    for profile in ("cpu", "cpu4"):
+        for seed in range(3):  # now no body ever trains
+            m = root / profile / f"task08/depth16/x2/seed{seed}/metrics.json"
+            m.write_text(json.dumps(dict(json.loads(m.read_text()), body_gain=1e-8)))
+    text = " ".join(report.ladder_conclusion(root).html.split())
+    assert "Its body never trained in any seed run (6; body gain under 0.001)" in text
     readme = report.readme_ladder(root)
     assert "| 8 | 16 layers | −1.00 dB [" in readme and "*shrinks* | not yet run |" in readme
     assert "| 9 | L2 loss | −0.20 dB [" in readme and readme.count("| – |") == 4

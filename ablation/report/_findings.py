@@ -16,6 +16,7 @@ import pandas as pd
 from ablation import results as results_mod
 from ablation import stats
 from ablation.config import LADDER, SCALES, budget_multiplier
+from ablation.models import VANISHED_BODY
 from ablation.tasks import LADDER_BASELINE, LADDER_SCALE, get_task
 
 from ._effect_figures import forest_figure, ladder_figure
@@ -28,7 +29,7 @@ from ._effects import (
     not_in_original,
 )
 from ._figures import DEFAULT_FORMATS, FigureFiles, figures_dir, save_figure
-from ._html import TABLE_STYLE, Html, esc, profile_banner, smoke_note
+from ._html import TABLE_STYLE, Html, esc, fmt_gain, profile_banner, smoke_note
 from ._ladder import (
     CHANGE_RULE,
     LADDER_PROFILES,
@@ -42,7 +43,6 @@ from ._ladder import (
     most_moved_factor,
     original_points,
 )
-from ._prose import VANISHED
 from ._running import TaskRuns
 from ._tables import ordered_sets
 
@@ -207,11 +207,12 @@ def ladder_tables(results_dir=None) -> Html:
                if not r[b] and (b != top or (r.task, r.variant) in planned)]
     parts = ["<p>Seeds committed per run and budget:</p>", status.to_html(index=False)]
     gains = ladder_body_gains(results_dir).set_index("label")[budgets]
-    cells = gains.map(lambda g: ", ".join(f"{s}: {v:.2f}" if v >= VANISHED else f"{s}: {v:.1e}"
-                                          for s, v in sorted(g.items())) or "–")
+    cells = gains.map(lambda g: ", ".join(f"{s}: {fmt_gain(v)}" for s, v in sorted(g.items()))
+                      or "–")
     parts += [f"<p>Body gain per seed (<i>seed: gain</i>; the size of the body's output over its "
-              f"input, <code>body_gain</code> in <code>metrics.json</code>; under {VANISHED:g} "
-              "the body never trained and the net is its linear head-upsampler-tail path):</p>",
+              "input, <code>body_gain</code> in <code>metrics.json</code>; under "
+              f"{VANISHED_BODY:g} the body never trained and the net is its linear "
+              "head-upsampler-tail path):</p>",
               cells.reset_index().to_html(index=False)]
     if chosen:
         task, variant, moved = chosen
@@ -247,7 +248,8 @@ def _ladder_cell(e: stats.Effect | None, change: str) -> str:
 
 def ladder_conclusion(results_dir=None) -> Html:
     """Per factor, what the ladder implies (or that it is not yet run)."""
-    items = "".join(f"<li>{s}</li>" for s in ladder_sentences(ladder_effects(results_dir)))
+    items = "".join(f"<li>{s}</li>" for s in ladder_sentences(
+        ladder_effects(results_dir), ladder_body_gains(results_dir)))
     return Html(f"<h3>Does the answer hold with more compute?</h3><ul>{items}</ul>",
                 "ladder conclusion")
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ablation.config import BENCHMARKS, PROFILE_NAMES, make_config
 from ablation.errors import check_choice
+from ablation.models import VANISHED_BODY
 
 from ._tables import table_sets
 
@@ -107,6 +108,12 @@ def fmt_delta(d: float) -> str:
     """Signed dB difference without a negative zero."""
     text = f"{d:+.2f}"
     return "±0.00" if text in ("+0.00", "-0.00") else text
+
+
+def fmt_gain(gain: float) -> str:
+    """A body gain: ``0.82``, or ``1.3e-07`` for a vanished body (under
+    :data:`ablation.models.VANISHED_BODY`), whose size is the point."""
+    return f"{gain:.2f}" if gain >= VANISHED_BODY else f"{gain:.1e}"
 
 
 def _is_missing(value) -> bool:

@@ -18,6 +18,7 @@ import pandas as pd
 from ablation import stats
 from ablation.config import LADDER, budget_multiplier, make_config
 from ablation.literature import ORIGINAL_B100_BEST
+from ablation.models import VANISHED_BODY
 from ablation.tasks import LADDER_BASELINE, LADDER_FACTORS, LADDER_SCALE, get_task
 
 from ._effects import MEAN_SET, per_image, set_effects
@@ -65,7 +66,7 @@ def ladder_body_gains(results_dir=None, profiles: Iterable[str] = LADDER_PROFILE
                       ) -> pd.DataFrame:
     """Per ladder run and budget, the body gain of each committed seed ({seed: gain}, see
     :func:`._probes.run_body_gains`): whether a body that did not train at 1x trains with more
-    compute (a vanished body under :data:`._prose.VANISHED`, as depth 16's at 1x)."""
+    compute (a vanished body under :data:`ablation.models.VANISHED_BODY`, as depth 16's at 1x)."""
     rows = []
     for task, variant in ladder_runs():
         row = dict(task=task, variant=variant, label=get_task(task).variant(variant).label)
@@ -163,15 +164,20 @@ def most_moved_factor(effects: pd.DataFrame, first: str = "cpu", later: str = "c
     return task, variant, dist
 
 
-def ladder_sentences(effects: pd.DataFrame) -> list[str]:
+def ladder_sentences(effects: pd.DataFrame, gains: pd.DataFrame | None = None) -> list[str]:
     """Per factor, what the ladder shows on the mean of the sets, claiming no more than the
-    committed runs: the effect per budget run, its change, and the budgets not yet run."""
+    committed runs: the effect per budget run, its change, the budgets not yet run, and (from
+    ``gains``, :func:`ladder_body_gains`) whether its body trained at all."""
     out = []
     mean = effects[effects.set == MEAN_SET]
+    chosen = most_moved_factor(effects)
+    top = f"{budget_multiplier(LADDER_PROFILES[-1])}x"
     for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
         label = g.label.iloc[0]
         done = g[g.effect.notna()]
-        missing = [b for b, e in zip(g.budget, g.effect, strict=True) if e is None]
+        stops = chosen is not None and chosen[:2] != (task, variant)  # no top rung planned
+        missing = [b for b, e in zip(g.budget, g.effect, strict=True)
+                   if e is None and not (stops and b == top)]
         head = f"<b>Task {task}, <i>{esc(label)}</i></b> against the baseline"
         if len(done) <= 1:
             out.append(f"{head}: the ladder is not yet run (no committed run at "
@@ -181,11 +187,38 @@ def ladder_sentences(effects: pd.DataFrame) -> list[str]:
                  for b, e in zip(done.budget, done.effect, strict=True)]
         changes = [f"{c} at {b}" for b, c in zip(done.budget, done.change, strict=True) if c]
         text = f"{head}: {'; '.join(parts)}. From 1x the effect {', '.join(changes)}"
-        text += (f"; {', '.join(missing)} not yet run." if missing else ".")
+        text += (f"; {', '.join(missing)} not yet run" if missing else "")
+        text += " (the ladder stops at 4x for this factor)." if stops else "."
         orig = ORIGINAL_B100_BEST.get((task, variant)) or ORIGINAL_B100_BEST[LADDER_BASELINE]
         largest = max(hr_pixels(task, variant, p) for p in done.profile)
         text += (" This shows where the effect heads within the budgets run, not its value at "
                  f"the original study's budget ({orig.hr_pixels / largest:.0f}x the largest "
                  "run here, in HR pixels seen).")
+        if gains is not None:
+            text += _vanished_note(gains, task, variant, list(done.budget))
         out.append(text)
     return out
+
+
+def _vanished_note(gains: pd.DataFrame, task: int, variant: str, budgets: list[str]) -> str:
+    """A factor whose body vanished (body gain under :data:`VANISHED_BODY`) in some seed of the
+    budgets run: how many, and what that leaves the ladder able to say."""
+    row = gains[(gains.task == task) & (gains.variant == variant)]
+    if row.empty:
+        return ""
+    per_budget = {b: row.iloc[0][b] for b in budgets if row.iloc[0][b]}
+    probed = sum(len(g) for g in per_budget.values())
+    dead = {b: [s for s, v in sorted(g.items()) if v < VANISHED_BODY]
+            for b, g in per_budget.items()}
+    n_dead = sum(len(d) for d in dead.values())
+    if not n_dead:
+        return ""
+    if n_dead == probed:
+        return (f" Its body never trained in any seed run ({probed}; body gain under "
+                f"{VANISHED_BODY:g}): the ladder compares the baseline with this net's linear "
+                "head-upsampler-tail path, so it says nothing about the factor itself in the "
+                "original's regime.")
+    where = "; ".join(f"{b}: {len(d)} of {len(per_budget[b])}" for b, d in dead.items())
+    return (f" Its body vanished (body gain under {VANISHED_BODY:g}) in some seeds ({where}), "
+            "so its effect mixes nets whose body trained with nets that are their linear "
+            "head-upsampler-tail path.")

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 
 from ablation import stats
+from ablation.models import VANISHED_BODY
 from ablation.tasks import BICUBIC, REFERENCE, get_task
 
 from ._effects import MEAN_SET, NOT_IN_ORIGINAL, effect_of, not_in_original
-from ._html import SMOKE_WARNING, esc, fmt_delta, is_smoke
+from ._html import SMOKE_WARNING, esc, fmt_delta, fmt_gain, is_smoke
 from ._tables import aggregate_seeds, ordered_sets, table_sets
 
 
@@ -119,7 +120,7 @@ def fit_sentence(v: pd.Series, ref: pd.Series, scale: int,
     """Why a variant scores lower, from its final training loss against the comparison's:
     higher = it fits the training patches worse (under-trained at this budget), lower = it
     fits them better but generalises worse; plus, for the seeds whose body output vanished
-    (:func:`~ablation.models.body_gain` under :data:`VANISHED`, ``gains``: {seed: gain} per
+    (:func:`~ablation.models.body_gain` under :data:`VANISHED_BODY`, ``gains``: {seed: gain} per
     run), that the body never trained, and in how many of the probed seeds. Empty when
     nothing applies."""
     key_v = (int(v.task), str(v.variant), scale)
@@ -127,19 +128,18 @@ def fit_sentence(v: pd.Series, ref: pd.Series, scale: int,
     return _body_sentence(key_v, key_r, gains or {}) + _loss_comparison(key_v, key_r, losses)
 
 
-VANISHED = 1e-3  # a body whose output is under this fraction of its input never trained
 
 
 def _body_sentence(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
                    gains: dict[tuple[int, str, int], dict[int, float]]) -> str:
     """The vanished-body part of :func:`fit_sentence`."""
     probed = gains.get(key_v, {})
-    dead = {s: g for s, g in sorted(probed.items()) if g < VANISHED}
+    dead = {s: g for s, g in sorted(probed.items()) if g < VANISHED_BODY}
     if not dead:
         return ""
     ref = gains.get(key_r, {})
     ref_gain = f" (the comparison's: {np.mean(list(ref.values())):.2f})" if ref else ""
-    sizes = ", ".join(f"{g:.1e}" for g in dead.values())
+    sizes = ", ".join(fmt_gain(g) for g in dead.values())
     why = (" With PyTorch's default initialisation each conv-ReLU layer shrinks the signal, so "
            "a deep plain body starts near zero, its gradients vanish and it never trains: the "
            "network is left with its linear head-upsampler-tail path.")
@@ -147,11 +147,11 @@ def _body_sentence(key_v: tuple[int, str, int], key_r: tuple[int, str, int],
         where = "" if len(probed) == 1 else f" in all {len(probed)} seeds probed"
         return (f" Its body adds almost nothing{where}: its output is {sizes} times the size "
                 f"of its input{ref_gain}.{why}")
-    alive = {s: g for s, g in sorted(probed.items()) if g >= VANISHED}
+    alive = {s: g for s, g in sorted(probed.items()) if g >= VANISHED_BODY}
     return (f" In {len(dead)} of its {len(probed)} seeds probed ({_seeds(dead)}) its body adds "
             f"almost nothing: its output is {sizes} times the size of its input{ref_gain}."
             f"{why} In {_seeds(alive)} the body does train (output "
-            f"{', '.join(f'{g:.2f}' for g in alive.values())} times its input): at this budget "
+            f"{', '.join(fmt_gain(g) for g in alive.values())} times its input): at this budget "
             "whether a deep plain body trains at all depends on the seed.")
 
 
