@@ -15,9 +15,9 @@ import pandas as pd
 
 from ablation import results as results_mod
 from ablation import stats
-from ablation.config import LADDER, SCALES, budget_multiplier
+from ablation.config import LADDER, SCALES
 from ablation.models import VANISHED_BODY
-from ablation.tasks import LADDER_BASELINE, LADDER_SCALE, get_task
+from ablation.tasks import LADDER_SCALE, get_task
 
 from ._effect_figures import forest_figure, ladder_figure
 from ._effects import (
@@ -32,14 +32,15 @@ from ._figures import DEFAULT_FORMATS, FigureFiles, figures_dir, save_figure
 from ._html import TABLE_STYLE, Html, esc, fmt_gain, profile_banner, smoke_note
 from ._ladder import (
     CHANGE_RULE,
-    LADDER_PROFILES,
     NOT_YET,
+    TOP_BUDGET,
     TOP_RUNG_RULE,
     ladder_body_gains,
     ladder_effects,
     ladder_points,
     ladder_sentences,
     ladder_status,
+    missing_runs,
     most_moved_factor,
     original_points,
 )
@@ -200,11 +201,8 @@ def ladder_tables(results_dir=None) -> Html:
     status = ladder_status(results_dir)
     eff = ladder_effects(results_dir)
     budgets = [c for c in status.columns if c.endswith("x")]
-    top = f"{budget_multiplier(LADDER_PROFILES[-1])}x"
     chosen = most_moved_factor(eff)
-    planned = {LADDER_BASELINE, *([chosen[:2]] if chosen else [])}  # the runs the top rung holds
-    missing = [f"{r.label} at {b}" for _, r in status.iterrows() for b in budgets
-               if not r[b] and (b != top or (r.task, r.variant) in planned)]
+    missing = missing_runs(status, chosen)
     parts = ["<p>Seeds committed per run and budget:</p>", status.to_html(index=False)]
     gains = ladder_body_gains(results_dir).set_index("label")[budgets]
     cells = gains.map(lambda g: ", ".join(f"{s}: {fmt_gain(v)}" for s, v in sorted(g.items()))
@@ -216,11 +214,11 @@ def ladder_tables(results_dir=None) -> Html:
               cells.reset_index().to_html(index=False)]
     if chosen:
         task, variant, moved = chosen
-        parts.append(f"<p>At {top} the ladder runs the baseline and {TOP_RUNG_RULE}"
+        parts.append(f"<p>At {TOP_BUDGET} the ladder runs the baseline and {TOP_RUNG_RULE}"
                      f": <b>task {task}, {esc(get_task(task).variant(variant).label)}</b> (by "
                      f"{moved:.2f} dB). The other factors stop at 4x.</p>")
     else:
-        parts.append(f"<p>At {top} the ladder runs the baseline and {TOP_RUNG_RULE}"
+        parts.append(f"<p>At {TOP_BUDGET} the ladder runs the baseline and {TOP_RUNG_RULE}"
                      ", chosen once every factor has a 4x run.</p>")
     if missing:
         parts.append(f"<p><b>Ladder runs not yet committed</b>: {esc('; '.join(missing))}.</p>")

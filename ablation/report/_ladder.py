@@ -26,6 +26,7 @@ from ._html import esc
 from ._probes import run_body_gains
 
 LADDER_PROFILES = ("cpu", *LADDER)  # 1x, 4x, 16x
+TOP_BUDGET = f"{budget_multiplier(LADDER_PROFILES[-1])}x"  # "16x": the baseline and one factor
 SHRINKS, HOLDS, GROWS, FLIPS = "shrinks", "holds", "grows", "flips"
 NOT_YET = "not yet run"
 CHANGE_RULE = (
@@ -164,6 +165,20 @@ def most_moved_factor(effects: pd.DataFrame, first: str = "cpu", later: str = "c
     return task, variant, dist
 
 
+def top_rung(chosen: tuple[int, str, float] | None) -> set[tuple[int, str]]:
+    """The (task, variant) runs planned at :data:`TOP_BUDGET`: the baseline, and the factor of
+    :func:`most_moved_factor` once it is chosen."""
+    return {LADDER_BASELINE, *([chosen[:2]] if chosen else [])}
+
+
+def missing_runs(status: pd.DataFrame, chosen: tuple[int, str, float] | None) -> list[str]:
+    """'label at budget' of each planned ladder run not yet committed (``status``:
+    :func:`ladder_status`): every run below the top rung, and the top rung's own."""
+    budgets = [c for c in status.columns if c.endswith("x")]
+    return [f"{r.label} at {b}" for _, r in status.iterrows() for b in budgets
+            if not r[b] and (b != TOP_BUDGET or (r.task, r.variant) in top_rung(chosen))]
+
+
 def ladder_sentences(effects: pd.DataFrame, gains: pd.DataFrame | None = None) -> list[str]:
     """Per factor, what the ladder shows on the mean of the sets, claiming no more than the
     committed runs: the effect per budget run, its change, the budgets not yet run, and (from
@@ -171,13 +186,12 @@ def ladder_sentences(effects: pd.DataFrame, gains: pd.DataFrame | None = None) -
     out = []
     mean = effects[effects.set == MEAN_SET]
     chosen = most_moved_factor(effects)
-    top = f"{budget_multiplier(LADDER_PROFILES[-1])}x"
     for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
         label = g.label.iloc[0]
         done = g[g.effect.notna()]
-        stops = chosen is not None and chosen[:2] != (task, variant)  # no top rung planned
+        stops = chosen is not None and (task, variant) not in top_rung(chosen)
         missing = [b for b, e in zip(g.budget, g.effect, strict=True)
-                   if e is None and not (stops and b == top)]
+                   if e is None and not (stops and b == TOP_BUDGET)]
         head = f"<b>Task {task}, <i>{esc(label)}</i></b> against the baseline"
         if len(done) <= 1:
             out.append(f"{head}: the ladder is not yet run (no committed run at "
