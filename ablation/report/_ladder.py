@@ -171,6 +171,12 @@ def top_rung(chosen: tuple[int, str, float] | None) -> set[tuple[int, str]]:
     return {LADDER_BASELINE, *([chosen[:2]] if chosen else [])}
 
 
+def stops_below_top(task: int, variant: str, chosen: tuple[int, str, float] | None) -> bool:
+    """True for a run the ladder does not take to :data:`TOP_BUDGET` (known once the factor is
+    chosen)."""
+    return chosen is not None and (task, variant) not in top_rung(chosen)
+
+
 def missing_runs(status: pd.DataFrame, chosen: tuple[int, str, float] | None) -> list[str]:
     """'label at budget' of each planned ladder run not yet committed (``status``:
     :func:`ladder_status`): every run below the top rung, and the top rung's own."""
@@ -189,7 +195,7 @@ def ladder_sentences(effects: pd.DataFrame, gains: pd.DataFrame | None = None) -
     for (task, variant), g in mean.groupby(["task", "variant"], sort=False):
         label = g.label.iloc[0]
         done = g[g.effect.notna()]
-        stops = chosen is not None and (task, variant) not in top_rung(chosen)
+        stops = stops_below_top(task, variant, chosen)
         missing = [b for b, e in zip(g.budget, g.effect, strict=True)
                    if e is None and not (stops and b == TOP_BUDGET)]
         head = f"<b>Task {task}, <i>{esc(label)}</i></b> against the baseline"
