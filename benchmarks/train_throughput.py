@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import time
 
 import numpy as np
 import torch
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from ablation import paths
 from ablation.cache import load_decoded
 from ablation.config import make_config
+from ablation.costs import conv_peak_gflops, time_per_call
 from ablation.device import resolve_device
 from ablation.fetch import fetch
 from ablation.hostmem import reuse_freed_memory
@@ -67,34 +67,6 @@ class ReferencePatches(Dataset):
         return to_t(lr), to_t(hr)
 
 
-def conv_peak_gflops(device: torch.device, seconds: float = 3.0) -> float:
-    """Forward GFLOP/s of a large 64->64 3x3 conv (channels_last fp32): the machine's peak."""
-    x = torch.randn(16, 64, 96, 96, device=device).contiguous(memory_format=torch.channels_last)
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1).to(device, memory_format=torch.channels_last)
-    flops = 2 * 16 * 96 * 96 * 64 * 64 * 9
-    with torch.no_grad():
-        return flops / _time_loop(lambda: conv(x), device, seconds) / 1e9
-
-
-def _time_loop(step, device, seconds: float, warmup: int = 2) -> float:
-    """Seconds per call of ``step`` (median of short windows after warm-up)."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times, end = [], time.perf_counter() + seconds
-    while time.perf_counter() < end or len(times) < 3:
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def ours_step(spec, decoded, device):
     """``ablation.train.train_step`` bound to a fresh model, set up as ``train`` sets it up."""
     torch.manual_seed(0)
@@ -111,7 +83,7 @@ def ours_step(spec, decoded, device):
 def ours(step, device, seconds) -> float:
     """Seconds per iteration of our training step."""
     with reuse_freed_memory(device.type == "cpu"):
-        return _time_loop(step, device, seconds)
+        return time_per_call(step, device, seconds)
 
 
 def conv_seconds(step, device, steps: int = 5) -> tuple[float, float]:
@@ -153,7 +125,7 @@ def reference(spec, decoded, device, seconds, workers: int) -> float:
         loss.backward()
         opt.step()
 
-    return _time_loop(step, device, seconds, warmup=3)
+    return time_per_call(step, device, seconds, warmup=3)
 
 
 def main() -> None:

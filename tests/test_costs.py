@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from ablation.cli import main
-from ablation.costs import FRAME_720P, cost_table
+from ablation.costs import FRAME_720P, conv_peak_gflops, cost_table, time_per_call
 from ablation.models import count_params, flops_per_output_pixel
 from ablation.tasks import all_variants
 
@@ -89,3 +90,19 @@ def test_cli_tasks_table(capsys):
     out = capsys.readouterr().out
     assert "edsr_baseline" in out and "1369859" in out
     assert "spec" not in out.splitlines()[0]
+
+
+def test_machine_speed_probe_leaves_the_training_rng_alone():
+    """The probe runs before every training run: it must not draw from the global generator
+    (that would change the run), and it reports a plausible CPU speed (1 GFLOP/s to 100
+    TFLOP/s: any machine that can train at all)."""
+    before = torch.get_rng_state()
+    speed = conv_peak_gflops(torch.device("cpu"), seconds=0.05)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert 1.0 < speed < 1e5
+
+
+def test_time_per_call_is_the_median_of_at_least_three_calls():
+    calls = []
+    assert time_per_call(lambda: calls.append(1), torch.device("cpu"), 0.0, warmup=2) >= 0
+    assert len(calls) == 2 + 3  # warm-up, then the three timed calls a zero budget still makes

@@ -249,6 +249,10 @@ def test_real_smoke_task(tmp_path, data_dir):
     shares = [m.get("cpu_share") for m in results_mod.iter_metrics("smoke", tmp_path / "results")
               if m["variant"] != "bicubic"]
     assert len(shares) == 2 and all(0 < x < 2 for x in shares)  # recorded for CPU runs
+    speeds = {m["variant"]: m.get("conv_gflops")
+              for m in results_mod.iter_metrics("smoke", tmp_path / "results")}
+    assert speeds["bicubic"] is None  # nothing trained: no machine speed to record
+    assert all(x > 0 for v, x in speeds.items() if v != "bicubic")
     again = report.run_task(2, profile="smoke", data_dir=data_dir,
                             results_dir=tmp_path / "results", iterations=2, progress=False)
     assert [r["status"] for r in again.records] == ["reused"] * 3
@@ -318,6 +322,9 @@ def test_body_gain_is_recorded_per_seed_and_read_back(tmp_path):
     m = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps({**m, "body_gain": -1}))
     assert "bad 'body_gain'" in results.check_run(folder).problem
+    for speed in (0, -3.0, "fast", True):  # the machine-speed record is checked the same way
+        (folder / "metrics.json").write_text(json.dumps({**m, "conv_gflops": speed}))
+        assert "bad 'conv_gflops'" in results.check_run(folder).problem
 
 
 def test_tables_show_the_label_the_run_recorded(tmp_path):
@@ -359,10 +366,13 @@ def test_compute_table_marks_runs_that_shared_the_cores(tmp_path):
         m = json.loads((folder / "metrics.json").read_text())
         if share is not None:
             m["cpu_share"] = share
+            m["conv_gflops"] = 512.4 if variant == "baseline" else 161.0
         (folder / "metrics.json").write_text(json.dumps(m))
     html = report.compute_table("cpu", tmp_path).html
     rows = {r.split("</td>")[1].removeprefix("<td>"): r for r in html.split("<tr>")[2:]}
     assert "95%" in rows["baseline"] and "shared" not in rows["baseline"]
     assert "55% &#8224; shared" in rows["batchnorm"]
-    assert "not recorded" in rows["resblocks"]
+    assert rows["baseline"].endswith("<td>512</td></tr>")  # the machine's speed, per run
+    assert rows["batchnorm"].endswith("<td>161</td></tr>")
+    assert rows["resblocks"].count("not recorded") == 2  # neither share nor speed
     assert "a run under 80%" in html and "(1 here)" in html

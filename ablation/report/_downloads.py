@@ -20,7 +20,7 @@ from ._html import Html, esc
 
 RUN_FIELDS = ("task", "variant", "label", "scale", "seed", "profile", "config_hash", "loss",
               "params", "flops_per_pixel", "flops_1280x720", "iterations", "train_seconds",
-              "eval_seconds", "cpu_share", "device", "body_gain")
+              "eval_seconds", "cpu_share", "conv_gflops", "device", "body_gain")
 CSV_COLUMNS = ("run", *RUN_FIELDS, "set", "psnr", "ssim")
 
 

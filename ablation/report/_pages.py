@@ -196,8 +196,10 @@ def method_profiles(profile: str = "cpu") -> Html:
 SHARED_BELOW = 0.8  # a CPU run that got less of its threads' time shared the cores
 
 
-def _share(m: dict) -> float | None:
-    x = m.get("cpu_share")
+def _recorded(m: dict, key: str) -> float | None:
+    """``m[key]`` as a float when it is a finite number >= 0 (runs before a field was recorded
+    lack it), else None."""
+    x = m.get(key)
     ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
     return float(x) if ok else None
 
@@ -206,15 +208,19 @@ def compute_table(profile: str = "cpu", results_dir=None) -> Html:
     """Wall time of every finished run (training and evaluation) and the study's total, read
     from each run's metrics.json: what the study cost on the machine that ran it. A CPU run
     that shared the cores with other work (``cpu_share`` under ``SHARED_BELOW``) is marked:
-    its minutes are not the machine's speed."""
+    its minutes are not the machine's speed. The machine's measured 3x3-conv speed
+    (``conv_gflops``) sits beside each run: the same budget ran on machines that far apart,
+    and a run's minutes scale about inversely with it."""
     rows = []
     for m in results_mod.iter_metrics(profile, results_dir):
         rows.append(dict(task=m.get("task"), variant=m.get("variant"), scale=m.get("scale"),
                          seed=m.get("seed"), device=m.get("device", ""),
                          train_min=(m.get("train_seconds") or 0.0) / 60,
-                         eval_min=(m.get("eval_seconds") or 0.0) / 60, cpu_share=_share(m)))
+                         eval_min=(m.get("eval_seconds") or 0.0) / 60,
+                         cpu_share=_recorded(m, "cpu_share"),
+                         conv_gflops=_recorded(m, "conv_gflops")))
     table = pd.DataFrame(rows, columns=["task", "variant", "scale", "seed", "device",
-                                        "train_min", "eval_min", "cpu_share"])
+                                        "train_min", "eval_min", "cpu_share", "conv_gflops"])
     if table.empty:
         return Html(profile_banner(profile).html + "<p>No finished runs yet.</p>", "no runs")
     table = table.sort_values(["task", "variant", "scale", "seed"])
@@ -226,10 +232,14 @@ def compute_table(profile: str = "cpu", results_dir=None) -> Html:
         mark = " &#8224; shared" if share < SHARED_BELOW else ""
         return f"{share:.0%}{mark}"
 
+    def speed(gflops) -> str:
+        return "not recorded" if gflops is None or pd.isna(gflops) else f"{gflops:.0f}"
+
     body = "".join(
         f"<tr><td>{r.task}</td><td>{esc(str(r.variant))}</td><td>x{r.scale}</td>"
         f"<td>{r.seed}</td><td>{esc(str(r.device))}</td><td>{r.train_min:.1f}</td>"
-        f"<td>{r.eval_min:.1f}</td><td>{cores(r.cpu_share)}</td></tr>"
+        f"<td>{r.eval_min:.1f}</td><td>{cores(r.cpu_share)}</td><td>{speed(r.conv_gflops)}</td>"
+        "</tr>"
         for r in table.itertuples())
     shared = int((table.cpu_share < SHARED_BELOW).sum())
     summary = (f"<p><b>{len(table)} runs, {total_h:.2f} hours of wall time in total</b> "
@@ -238,9 +248,13 @@ def compute_table(profile: str = "cpu", results_dir=None) -> Html:
                "is the part of its threads' wall time a CPU run spent on the cores (about 90-100% "
                f"alone on the machine); &#8224; marks a run under {SHARED_BELOW:.0%}, which "
                "shared the cores with other work: its minutes overstate this machine's time "
-               f"({shared or 'none'} here). Runs from before this was recorded say so.</p>")
+               f"({shared or 'none'} here). <i>Conv GFLOP/s</i> is the machine's speed, measured "
+               "just before the run trained (one 64-channel 3x3 conv, fp32, the kernel training "
+               "spends its time in): the same recipe's minutes scale about inversely with it. "
+               "Runs from before a column was recorded say so.</p>")
     html = (profile_banner(profile).html + summary +
             '<table class="ablation-compute"><thead><tr><th>task</th><th>variant</th>'
             "<th>scale</th><th>seed</th><th>device</th><th>train (min)</th>"
-            f"<th>eval (min)</th><th>CPU share</th></tr></thead><tbody>{body}</tbody></table>")
+            "<th>eval (min)</th><th>CPU share</th><th>conv GFLOP/s</th></tr></thead>"
+            f"<tbody>{body}</tbody></table>")
     return Html(html, table.to_string(index=False) + f"\ntotal: {total_h:.2f} h")
