@@ -123,12 +123,11 @@ def _metrics_problem(m, folder: Path) -> str | None:
             return f"no {name!r}"
         if not ok(m[name]):
             return f"bad {name!r}: {str(m[name])[:40]!r}"
-    gain = m.get("body_gain")  # optional (runs before it was recorded have none)
-    if gain is not None and not (_number(gain) and gain >= 0):
-        return f"bad 'body_gain': {str(gain)[:40]!r}"
-    speed = m.get("conv_gflops")  # optional (runs before it was recorded have none)
-    if speed is not None and not (_number(speed) and speed > 0):
-        return f"bad 'conv_gflops': {str(speed)[:40]!r}"
+    # optional fields (runs before they were recorded have none)
+    for name, ok in (("body_gain", lambda x: x >= 0), ("conv_gflops", lambda x: x > 0)):
+        x = m.get(name)
+        if x is not None and not (_number(x) and ok(x)):
+            return f"bad {name!r}: {str(x)[:40]!r}"
     key = f"task{m['task']:02d}/{m['variant']}/x{m['scale']}/seed{m['seed']}"
     if "/".join(folder.parts[-4:]) != key:
         return f"it describes {key}, not this folder"

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from ablation import results as results_mod
-from ablation.costs import conv_peak_gflops, frame_flops
-from ablation.device import resolve_device
+from ablation.costs import frame_flops
 from ablation.errors import AblationError, ConfigError, DiskWriteError
 from ablation.evaluate import Bicubic, evaluate, summarize
 from ablation.fs import atomic_write_bytes, atomic_write_text, exclusive_lock
@@ -30,7 +29,6 @@ from ablation.train import RunResult, TrainingDiverged, train
 
 # "1": only reuse finished runs, never train or evaluate (the Pages workflow, `--publish`)
 REUSE_ONLY_ENV = "ABLATION_REUSE_ONLY"
-PROBE_SECONDS = 0.5  # the machine-speed probe before each training run (conv_peak_gflops)
 
 
 def cpu_share(cpu_seconds: float, wall_seconds: float, threads: int) -> float | None:
@@ -131,9 +129,6 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             raise TrainingDiverged(f"{folder / results_mod.DIVERGED_FILE}: this run diverged "
                                    f"before ({prior['message']}); rerun with --retrain to try "
                                    "again", prior.get("iteration"))
-        # the machine's speed, so wall times from different machines can be read side by side
-        speed = conv_peak_gflops(resolve_device(run.config.device), PROBE_SECONDS) \
-            if run.trainable else None
         t0, c0 = time.perf_counter(), time.process_time()
         if run.trainable:
             try:
@@ -155,7 +150,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             flops = flops_per_output_pixel(v.spec, scale)
             info = dict(params=count_params(v.spec, scale), train_seconds=res.seconds,
                         eval_seconds=time.perf_counter() - t1, device=res.device,
-                        body_gain=body_gain(res.model))
+                        body_gain=body_gain(res.model), conv_gflops=res.conv_gflops)
             if res.device == "cpu":  # over what this process did: a resumed run's last part
                 info["cpu_share"] = cpu_share(time.process_time() - c0,
                                               time.perf_counter() - t0, torch.get_num_threads())
@@ -179,7 +174,7 @@ def run_variant(task: int, variant: str, scale: int, profile: str = "cpu", seed:
             train_seconds=info["train_seconds"],
             eval_seconds=info["eval_seconds"],
             cpu_share=info.get("cpu_share"),
-            conv_gflops=speed,  # 3x3-conv GFLOP/s measured just before training
+            conv_gflops=info.get("conv_gflops"),  # 3x3-conv GFLOP/s measured before training
             device=info["device"],
             body_gain=info.get("body_gain"),  # how much the body adds (None: not measurable)
             sets={r.set: dict(psnr=r.psnr, ssim=r.ssim, n_images=int(r.n_images))

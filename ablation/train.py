@@ -32,6 +32,7 @@ from ablation import __version__, data
 from ablation.cache import load_decoded
 from ablation.checkpoint import save_checkpoint, unwrap
 from ablation.config import TrainConfig
+from ablation.costs import conv_peak_gflops
 from ablation.degradation import bicubic_down, modcrop, quantize
 from ablation.device import resolve_device
 from ablation.errors import AblationError, CheckpointError, ConfigError
@@ -70,6 +71,10 @@ class RunResult:
     device: str
     out_dir: Path | None
     data_fingerprint: str
+    conv_gflops: float  # the device's 3x3-conv speed, measured before training (costs)
+
+
+PROBE_SECONDS = 0.5  # the machine-speed probe before each training run (conv_peak_gflops)
 
 
 # --------------------------------------------------------------------------- device
@@ -281,6 +286,8 @@ def train(
                            fingerprint=run.data_fingerprint)
     val_pairs = validation_pairs(list(run.val_files), scale)
 
+    # the speed of the device this rank trains on, so minutes from different machines compare
+    speed = conv_peak_gflops(device, PROBE_SECONDS)
     torch.manual_seed(config.seed)  # identical init on every rank
     model = build_model(spec, scale).to(device)
     if config.channels_last:
@@ -374,7 +381,7 @@ def train(
         atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
         _write_run_json(out, run, device, seconds=seconds, loss_module=loss_fn)
     return RunResult(model, pd.DataFrame(history), config, chash, seconds, str(device), out,
-                     run.data_fingerprint)
+                     run.data_fingerprint, speed)
 
 
 def _diverged(what: str, state_path: Path | None, fix: str, iteration: int
